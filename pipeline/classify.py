@@ -1,0 +1,355 @@
+"""The classifier: every leaf of every record gets a category, its source and its entities.
+
+A chain of small steps per leaf (structlog's idea, STYLE.md), cheapest first:
+
+1. ``rule``    - secrets by name, then the family's rules, the common rules and the CloudEvents
+                 attribute rules (JSON Pointer globs over normalised names);
+2. ``name``    - name hints for unknown fields (exact normalised name, else its last token);
+3. ``detector``- value shape of unknown fields (email, phone, URL, IP, timestamp, id, number,
+                 free text);
+4. ``default`` - the policy default (content, the most protective).
+
+Steps 1-2 depend only on the field's normalised path, so their decision is cached per
+``(family, cloudevents, path)``: a record shape seen once is a dictionary lookup after.
+Text fields the policy scans (and unknown free text) go through the detector once per
+batch (``Detector.analyze_batch``), so NER runs batched and never on structured fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pipeline import pointers
+from pipeline.detection.types import EntitySpan
+from pipeline.policy.model import FieldRule, Policy
+from pipeline.values import declared_span, value_kind
+
+ENVELOPE_VERSION = 1
+#: Families the default policy knows; anything else is classified as ``unknown``.
+UNKNOWN_FAMILY = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """How one field was decided: ``category``, ``source`` (rule, name, detector, default),
+    ``rule`` name, declared ``entity``, whether to ``scan`` its text, whether it is a ``secret``."""
+
+    category: str
+    source: str
+    rule: str
+    entity: str | None = None
+    scan: bool = False
+    secret: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifyInput:
+    """One decoded record to classify.
+
+    ``family`` is ``message``, ``call``, ``account`` or ``auto``; ``raw`` is the original
+    value (for the fallback event id); ``source`` is ``{"topic", "partition", "offset"}``
+    or ``None`` offline.
+    """
+
+    record: dict
+    family: str = "auto"
+    raw: bytes = b""
+    source: dict | None = None
+
+
+class SecretHasher:
+    """Replaces secret values: keyed HMAC-SHA256 (``hash``) or a marker (``remove``).
+
+    Output: ``"[secret:hmac-sha256:<key id>:<32 hex>]"`` or ``"[secret:removed]"``; the
+    hash lets downstream services compare secrets without seeing them.
+    """
+
+    __slots__ = ("_key", "_key_id", "_action")
+
+    def __init__(self, key: bytes, key_id: str, action: str = "hash"):
+        self._key, self._key_id, self._action = key, key_id, action
+
+    def __call__(self, value) -> str:
+        if self._action == "remove":
+            return "[secret:removed]"
+        digest = hmac.new(self._key, str(value).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        return f"[secret:hmac-sha256:{self._key_id}:{digest[:32]}]"
+
+
+class FieldDecider:
+    """Steps 1 and 2 (rules, secrets by name, name hints), cached per normalised path."""
+
+    __slots__ = ("policy", "_cache", "_secret_names", "_hint_index", "_max_cache")
+
+    def __init__(self, policy: Policy, max_cache: int = 200_000):
+        self.policy = policy
+        self._cache: dict[tuple, Decision | None] = {}
+        self._secret_names = frozenset(policy.secrets.names)
+        self._hint_index: dict[str, tuple] = {}
+        for hint in policy.name_hints:
+            for name in hint.names:
+                self._hint_index.setdefault(name, (hint.category, hint.entity))
+        self._max_cache = max_cache
+
+    def decide(self, family: str, cloudevents: bool, norm: tuple[str, ...]) -> Decision | None:
+        """The rule or name decision for a normalised path, or ``None`` (unknown by name)."""
+        key = (family, cloudevents, norm)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        decision = self._decide(family, cloudevents, norm)
+        if len(self._cache) >= self._max_cache:
+            self._cache.clear()
+        self._cache[key] = decision
+        return decision
+
+    def _decide(self, family: str, cloudevents: bool, norm: tuple[str, ...]) -> Decision | None:
+        policy = self.policy
+        if cloudevents:
+            if norm and norm[0] == "data":
+                norm = norm[1:]
+            else:
+                rule = _first_rule(policy.cloudevents_rules, norm)
+                if rule is not None:
+                    return _rule_decision(rule)
+        name = _last_key(norm)
+        if name is not None and (name in self._secret_names or name.rsplit("_", 1)[-1] in self._secret_names):
+            return Decision("account", "rule", "secrets", secret=True)
+        fam = policy.families.get(family)
+        if fam is not None:
+            rule = _first_rule(fam.rules, norm)
+            if rule is not None:
+                return _rule_decision(rule)
+        rule = _first_rule(policy.common_rules, norm)
+        if rule is not None:
+            return _rule_decision(rule)
+        if name is None:
+            return None
+        hit = self._hint_index.get(name)
+        if hit is None:
+            hit = self._hint_index.get(name.rsplit("_", 1)[-1])
+        if hit is None:
+            return None
+        return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
+
+
+def _first_rule(rules: Sequence[FieldRule], norm: tuple[str, ...]) -> FieldRule | None:
+    for rule in rules:
+        for pattern in rule.compiled:
+            if pointers.glob_match(pattern, norm):
+                return rule
+    return None
+
+
+def _rule_decision(rule: FieldRule) -> Decision:
+    return Decision(rule.category, "rule", rule.name, rule.entity, rule.scan, rule.secret)
+
+
+def _last_key(norm: tuple[str, ...]) -> str | None:
+    for seg in reversed(norm):
+        if seg != "#":
+            return seg
+    return None
+
+
+class Classifier:
+    """Turns decoded records into envelopes (DESIGN.md, "Envelope"), a batch at a time.
+
+    ``detector`` is a :class:`~pipeline.detection.Detector` or anything with its
+    ``analyze_batch(texts) -> list[list[EntitySpan]]``; ``None`` skips text scanning (only
+    for tests of structure). ``schema_check(family, record) -> list[dict]`` lists schema
+    mismatches; ``clock`` returns the classification time (UTC).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        detector=None,
+        *,
+        secret_key: bytes = b"",
+        secret_key_id: str = "k0",
+        schema_check: Callable[[str, dict], list[dict]] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        self.policy = policy
+        self.detector = detector
+        self.decider = FieldDecider(policy)
+        self.hash_secret = SecretHasher(secret_key, secret_key_id, policy.secrets.action)
+        self.schema_check = schema_check
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._id_names = tuple(policy.identity.event_id)
+        self._account_names = tuple(policy.identity.account_id)
+        import re
+
+        pat = policy.identity.account_id_pattern
+        self._account_re = re.compile(pat) if pat else None
+        self._secret_prefixes = tuple(policy.secrets.value_prefixes)
+
+    # -- family and identity -------------------------------------------------------------
+    def infer_family(self, record: dict, event_id: str | None) -> str:
+        """The event family of a record (``--event-type auto``): CloudEvents ``type``, then
+        the ``sid`` prefix, then the most typical field names; ``unknown`` when nothing fits."""
+        families = self.policy.families
+        ce_type = record.get("type") if _is_cloudevent(record) else None
+        if isinstance(ce_type, str):
+            low = ce_type.lower()
+            for name, fam in families.items():
+                if any(t in low for t in fam.cloudevent_types):
+                    return name
+        if isinstance(event_id, str) and len(event_id) == 34:
+            prefix = event_id[:2]
+            for name, fam in families.items():
+                if prefix in fam.sid_prefixes:
+                    return name
+        keys = set()
+        for container in _containers(record):
+            keys.update(pointers.normalise_name(str(k)) for k in container)
+        best, best_score = UNKNOWN_FAMILY, 0
+        for name, fam in families.items():
+            score = sum(1 for n in fam.detect_names if n in keys)
+            if score > best_score:
+                best, best_score = name, score
+        return best
+
+    def find_ids(self, record: dict, raw: bytes) -> tuple[str, str | None]:
+        """``(event_id, account_id)`` per DESIGN.md: first identity name found at the top
+        level, then in nested containers (``data``, ``payload``...); the event id falls back to
+        ``sha256:<32 hex>`` of the raw bytes."""
+        event_id = _find_named(record, self._id_names)
+        account_id = _find_named(record, self._account_names)
+        if event_id is None:
+            event_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
+        if account_id is None and self._account_re is not None and self._account_re.match(event_id):
+            account_id = event_id
+        return event_id, account_id
+
+    # -- classification ------------------------------------------------------------------
+    def classify_batch(self, items: Sequence[ClassifyInput]) -> list[dict]:
+        """One envelope per input, same order. Never raises for odd values in a decoded
+        object (numbers where text is expected, nulls, unknown nesting)."""
+        envelopes: list[dict] = []
+        scan_jobs: list[tuple[dict, str, str]] = []  # (field entry, pointer, text)
+        now = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        for item in items:
+            envelopes.append(self._classify_one(item, now, scan_jobs))
+        if scan_jobs and self.detector is not None:
+            results = self.detector.analyze_batch([text for _, _, text in scan_jobs])
+            for (entry, _ptr, _text), spans in zip(scan_jobs, results):
+                entry["entities"].extend(s.to_json() for s in spans)
+        return envelopes
+
+    def _classify_one(self, item: ClassifyInput, now: str, scan_jobs: list) -> dict:
+        record = item.record
+        event_id, account_id = self.find_ids(record, item.raw)
+        family = item.family
+        if family in (None, "", "auto"):
+            family = self.infer_family(record, event_id)
+        cloudevents = _is_cloudevent(record)
+        decide = self.decider.decide
+        vh = self.policy.value_hints
+        default_cat = self.policy.default.category
+        fields: dict[str, dict] = {}
+        secrets: list[str] = []
+        for ptr, norm, value in pointers.walk_leaves(record):
+            decision = decide(family, cloudevents, norm)
+            if decision is None:
+                decision = self._decide_by_value(value, vh, default_cat)
+            entry = {"category": decision.category, "source": decision.source, "rule": decision.rule,
+                     "entities": []}
+            if decision.secret:
+                entry["secret"] = True
+                secrets.append(ptr)
+            elif decision.entity is not None:
+                span = declared_span(decision.entity, value)
+                if span is not None:
+                    entry["entities"].append(
+                        EntitySpan(decision.entity, span[0], span[1], 1.0, "rule").to_json())
+            if decision.scan and isinstance(value, str) and value.strip() and not decision.secret:
+                scan_jobs.append((entry, ptr, value))
+            fields[ptr] = entry
+        if secrets:
+            record = pointers.replace(record, secrets, self.hash_secret)
+        schema_errors = self.schema_check(family, record) if self.schema_check else []
+        categories = sorted({e["category"] for e in fields.values()})
+        env = {
+            "envelope_version": ENVELOPE_VERSION,
+            "event_id": str(event_id),
+            "event_type": family,
+            "account_id": None if account_id is None else str(account_id),
+            "policy_version": self.policy.version,
+            "classified_at": now,
+        }
+        if item.source is not None:
+            env["source"] = item.source
+        env.update({"fields": fields, "categories": categories, "routes": [],
+                    "schema_errors": schema_errors, "record": record})
+        return env
+
+    def _decide_by_value(self, value, vh, default_cat: str) -> Decision:
+        if isinstance(value, str) and value.startswith(self._secret_prefixes):
+            return Decision("account", "detector", "secret-value", secret=True)
+        kind, prefix = value_kind(value, vh.free_text_min_words)
+        if kind == "other":
+            return Decision(default_cat, "default", "default")
+        if kind == "email":
+            return Decision(vh.email, "detector", "value:email", entity="EMAIL_ADDRESS")
+        if kind == "phone":
+            return Decision(vh.phone, "detector", "value:phone", entity="PHONE_NUMBER")
+        if kind == "media_url":
+            return Decision(vh.media_url, "detector", "value:media_url", entity="URL")
+        if kind == "url":
+            return Decision(vh.url, "detector", "value:url", entity="URL")
+        if kind == "ip":
+            return Decision(vh.ip, "detector", "value:ip", entity="IP_ADDRESS")
+        if kind == "timestamp":
+            return Decision(vh.timestamp, "detector", "value:timestamp")
+        if kind == "sid":
+            cat = "account" if prefix in vh.account_sid_prefixes else vh.sid
+            return Decision(cat, "detector", "value:sid")
+        if kind == "number":
+            return Decision(vh.number, "detector", "value:number")
+        if kind == "boolean":
+            return Decision(vh.boolean, "detector", "value:boolean")
+        return Decision(vh.free_text, "detector", "value:free_text", scan=vh.scan_free_text)
+
+
+def _is_cloudevent(record: dict) -> bool:
+    return "specversion" in record and isinstance(record.get("data"), (dict, list))
+
+
+_NESTED_CONTAINERS = ("data", "payload", "variables", "channel_data", "event", "object")
+
+
+def _containers(record: dict):
+    """The record and its well-known nested objects, breadth first (max depth 3)."""
+    level = [record]
+    for _ in range(3):
+        nxt = []
+        for container in level:
+            yield container
+            for name in _NESTED_CONTAINERS:
+                child = container.get(name)
+                if isinstance(child, dict):
+                    nxt.append(child)
+        level = nxt
+        if not level:
+            break
+
+
+def _find_named(record: dict, names: tuple[str, ...]):
+    """The first of ``names`` (priority order) found in the record or its nested containers;
+    at equal name, the shallower container wins."""
+    found: dict[str, object] = {}
+    for container in _containers(record):
+        for k, v in container.items():
+            if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v):
+                found.setdefault(pointers.normalise_name(str(k)), v)
+    for name in names:
+        if name in found:
+            return str(found[name])
+    return None

@@ -1,0 +1,121 @@
+"""Record bytes <-> JSON values, with the traps of orjson handled (PITFALLS.md).
+
+Decoding: UTF-8 (strict), then orjson on the fast path. We fall back to the standard
+library's exact parser when orjson cannot be trusted or refuses valid JSON:
+- a run of 20+ digits (integers beyond 64 bits: orjson would turn them into floats);
+- an escaped lone surrogate (``"\\ud83d"``): orjson rejects it, the JSON grammar allows it.
+Duplicate keys: the last value wins (orjson and the standard library agree), so the
+result is deterministic. Nesting deeper than ``max_depth`` is refused (``too_deep``).
+
+Encoding: orjson on the fast path; integers beyond 64 bits and lone surrogates fall back
+to the standard library with ``ensure_ascii=True`` so the output stays valid UTF-8 JSON
+and keeps every digit and escape exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+
+from pipeline.errors import DecodeError
+
+#: Default maximum nesting depth of objects and arrays.
+MAX_DEPTH = 512
+
+_LONG_DIGITS = re.compile(rb"\d{20,}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int = MAX_DEPTH) -> dict:
+    """Decode one Kafka value into a JSON object.
+
+    Raises :class:`DecodeError` with kind ``empty``, ``invalid_utf8``, ``invalid_json``,
+    ``too_deep`` or ``not_object``; messages give positions and types only, never content.
+    """
+    if raw is None:
+        raise DecodeError("empty", "the value is null (tombstone)")
+    raw = bytes(raw)
+    if not raw.strip():
+        raise DecodeError("empty", f"the value is empty ({len(raw)} bytes)")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+    depth = _max_depth(raw, max_depth)
+    if depth > max_depth:
+        raise DecodeError("too_deep", f"nesting deeper than {max_depth} levels")
+    value = _loads(raw)
+    if not isinstance(value, dict):
+        raise DecodeError("not_object", f"a JSON {_type_name(value)}, not an object")
+    return value
+
+
+def _loads(raw: bytes):
+    if not _LONG_DIGITS.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if not _SURROGATE_ESCAPE.search(raw):
+                raise DecodeError("invalid_json", _position(exc)) from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DecodeError("invalid_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise DecodeError("too_deep", "nesting too deep for the parser") from None
+
+
+def _position(exc: orjson.JSONDecodeError) -> str:
+    line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    if line is not None:
+        return f"invalid JSON at line {line} column {col}"
+    return "invalid JSON"
+
+
+def _max_depth(raw: bytes, limit: int) -> int:
+    """Cheap upper bound of bracket nesting, ignoring brackets inside strings; stops at limit+1."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return 0
+    depth = best = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > best:
+                best = depth
+                if best > limit:
+                    return best
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return best
+
+
+def _type_name(value) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def encode(value) -> bytes:
+    """JSON bytes of ``value`` (UTF-8); exact for big integers and lone surrogates."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")

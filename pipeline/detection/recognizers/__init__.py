@@ -1,0 +1,109 @@
+"""The project's recognizers, built by name from :class:`DetectionConfig` (one per language)."""
+
+from __future__ import annotations
+
+from presidio_analyzer import EntityRecognizer, PatternRecognizer
+
+from pipeline.detection import lexicon
+from pipeline.detection.config import DetectionConfig
+from pipeline.detection.recognizers.address import AddressRecognizer
+from pipeline.detection.recognizers.cpaas import CpaasIdRecognizer
+from pipeline.detection.recognizers.credit_card import CreditCardRecognizer
+from pipeline.detection.recognizers.iban import IbanRecognizer
+from pipeline.detection.recognizers.ip_address import IpRecognizer
+from pipeline.detection.recognizers.ner import NerRecognizer
+from pipeline.detection.recognizers.person_context import PersonContextRecognizer
+from pipeline.detection.recognizers.phone import PhoneRecognizer
+from pipeline.detection.recognizers.us_ssn import UsSsnRecognizer
+
+__all__ = ["build_recognizers"]
+
+_SSN_CONTEXT = ("ssn", "social", "security", "ss#", "seguro", "sécurité", "sozialversicherung")
+_CPAAS_CONTEXT = ("imsi", "iccid", "sim", "subscriber")
+
+
+def _words(config: DetectionConfig, table: dict, kind: str, language: str,
+           with_english: bool = True) -> list[str]:
+    words = list(table.get(language, ()))
+    if with_english and language != "en":
+        words += table.get("en", ())
+    words += config.context.get(language, {}).get(kind, [])
+    return list(dict.fromkeys(words))
+
+
+class _RequiresChar:
+    """Mixin: skip a recognizer when none of ``_required`` is in the text (cheap pre-filter)."""
+
+    _required: str = ""
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+        if not any(c in text for c in self._required):
+            return []
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+
+def _email(language: str) -> EntityRecognizer:
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    class _Email(_RequiresChar, EmailRecognizer):
+        _required = "@"
+
+    return _Email(supported_language=language)
+
+
+def _url(language: str) -> EntityRecognizer:
+    from presidio_analyzer.predefined_recognizers import UrlRecognizer
+
+    class _Url(_RequiresChar, UrlRecognizer):
+        _required = "./"
+
+    return _Url(supported_language=language)
+
+
+def build_recognizers(config: DetectionConfig, language: str) -> list[EntityRecognizer]:
+    """Recognizers enabled in ``config`` for texts in ``language`` (context words applied)."""
+    L = lexicon
+    enabled = set(config.recognizers)
+    out: list[EntityRecognizer] = []
+    if "phone" in enabled:
+        out.append(PhoneRecognizer(
+            supported_language=language,
+            context=_words(config, L.PHONE_CONTEXT, "phone", language),
+            negative_context=_words(config, L.NUMBER_NEGATIVE_CONTEXT, "negative", language),
+            regions=config.phone_regions,
+        ))
+    if "credit_card" in enabled:
+        out.append(CreditCardRecognizer(supported_language=language))
+    if "iban" in enabled:
+        out.append(IbanRecognizer(supported_language=language))
+    if "us_ssn" in enabled:
+        ctx = list(_SSN_CONTEXT) + config.context.get(language, {}).get("ssn", [])
+        out.append(UsSsnRecognizer(supported_language=language, context=ctx))
+    if "ip_address" in enabled:
+        out.append(IpRecognizer(supported_language=language))
+    if "email" in enabled:
+        out.append(_email(language))
+    if "url" in enabled:
+        out.append(_url(language))
+    if "cpaas_ids" in enabled:
+        out.append(CpaasIdRecognizer(supported_language=language, context=_CPAAS_CONTEXT))
+    if "person_context" in enabled:
+        out.append(PersonContextRecognizer(
+            supported_language=language,
+            before=_words(config, L.PERSON_BEFORE, "person_before", language),
+            after=_words(config, L.PERSON_AFTER, "person_after", language),
+        ))
+    if "address" in enabled:
+        out.append(AddressRecognizer(
+            supported_language=language,
+            place_before=_words(config, L.PLACE_BEFORE, "place_before", language,
+                                with_english=False),
+        ))
+    if "ner" in enabled:
+        out.append(NerRecognizer(supported_language=language))
+    for entity, values in config.deny_list.items():
+        if values:
+            out.append(PatternRecognizer(supported_entity=entity, deny_list=list(values),
+                                         supported_language=language,
+                                         name=f"DenyList_{entity}"))
+    return out

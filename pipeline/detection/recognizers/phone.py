@@ -1,0 +1,152 @@
+"""Phone numbers in any region: E.164, national formats, brackets, separators, glued to a word.
+
+Candidates come from one compiled pattern; each is then filtered by shape (dates, IPs,
+amounts, SSNs, card-like runs are not phones), scored with :mod:`phonenumbers`
+(``+``/``00`` international numbers and numbers valid in one of ``regions`` score high;
+bare digit runs score low and need a context word, applied by Presidio's context
+enhancer) and dropped when a *negative* context word (``code``, ``order``, ``ref``, ...)
+sits right before it with no phone word closer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import phonenumbers
+
+from pipeline.detection.recognizers._base import ProjectRecognizer, words_before
+
+_CANDIDATE = re.compile(
+    r"""
+    (?<![\d+])
+    (?:\+\s?|\b00\s?)?                       # international prefix
+    (?:\(\s?\+?\d{1,5}\s?\)\s?[\s.\-]?)?     # (area) or (0) in brackets
+    \d{1,6}
+    (?:(?:[ .\-]|\s?\(\d{1,4}\)\s?)\d{1,6}){0,7}   # more groups; single separators
+    (?!\d|[.,]\d)
+    """,
+    re.VERBOSE,
+)
+_DATE = re.compile(r"^(?:\d{4}[.\-]\d{1,2}[.\-]\d{1,2}|\d{1,2}[.\-]\d{1,2}[.\-]\d{2,4})$")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_SSN = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_AMOUNT = re.compile(r"^\d{1,3}(?:[.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{1,2}$")
+_CURRENCY_BEFORE = re.compile(r"(?:[$€£¥₹]|R\$|\b(?:usd|eur|gbp|brl|mxn|inr|aud))\s?$",
+                              re.IGNORECASE)
+#: Letters a phone number may be glued to (``mobile212-555-0147``, ``tel:0123``).
+_GLUE_WORDS = ("mobile", "mob", "tel", "phone", "ph", "cell", "fax", "call", "whatsapp",
+               "number", "num", "nr", "no", "telefono", "teléfono", "telefone", "telefon",
+               "handy", "movil", "móvil", "celular", "portable", "contact", "sms", "txt", "text")
+_ID_MARK_BEFORE = re.compile(r"(?:[#№]|[A-Za-z0-9][\-_/]|[A-Za-z]{1,4}\d*[\-_]?)$")
+
+
+class PhoneRecognizer(ProjectRecognizer):
+    """PHONE_NUMBER in any region, scored with :mod:`phonenumbers` and context."""
+
+    def __init__(
+        self,
+        supported_language: str = "en",
+        context: Iterable[str] = (),
+        negative_context: Iterable[str] = (),
+        regions: Iterable[str] = ("US", "GB", "DE", "FR", "ES", "MX", "BR", "IN", "AU"),
+        scores: dict[str, float] | None = None,
+    ):
+        self.negative_context = frozenset(negative_context)
+        self.positive_context = frozenset(w for w in context if " " not in w)
+        self.regions = tuple(regions)
+        self.scores = {"international": 0.85, "valid": 0.7, "grouped": 0.5, "bare": 0.3,
+                       **(scores or {})}
+        super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneRecognizer",
+                         supported_language=supported_language, context=list(context))
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        out = []
+        for m in _CANDIDATE.finditer(text):
+            start, end = m.start(), m.end()
+            raw = m.group(0)
+            # trim trailing separators the pattern may not take, and leading spaces
+            raw_stripped = raw.strip()
+            start += len(raw) - len(raw.lstrip())
+            end = start + len(raw_stripped)
+            raw = raw_stripped
+            digits = re.sub(r"\D", "", raw)
+            intl = raw.startswith("+") or raw.startswith("00")
+            ndig = len(digits) - (2 if raw.startswith("00") else 0)
+            if not (7 <= ndig <= 15) or (intl and ndig < 8):
+                continue
+            if not self._shape_ok(raw, digits, intl):
+                continue
+            before = text[max(0, start - 24) : start]
+            if not self._left_ok(before):
+                continue
+            if end < len(text) and text[end].isalpha() and ndig < 10:
+                continue
+            if _CURRENCY_BEFORE.search(before):
+                continue
+            score = self._score(raw, digits, intl)
+            near = words_before(text, start, 3)
+            if self._negative(near):
+                continue
+            if score is not None:
+                out.append(self._result("PHONE_NUMBER", start, end, score))
+        return out
+
+    @staticmethod
+    def _shape_ok(raw: str, digits: str, intl: bool) -> bool:
+        if _DATE.match(raw) or _IPV4.match(raw) or _SSN.match(raw) or _AMOUNT.match(raw):
+            return False
+        if len(set(digits)) == 1:
+            return False
+        if not intl and len(digits) >= 13:  # card-like or id-like runs
+            return False
+        return True
+
+    def _left_ok(self, before: str) -> bool:
+        """Reject ids (``ORD-123``, ``#123``, ``INV123``) unless glued to a phone word."""
+        if not before:
+            return True
+        last = before[-1]
+        if last.isalpha():
+            word = re.search(r"[^\W\d_]+$", before).group(0).lower()
+            return any(word.endswith(g) for g in _GLUE_WORDS)
+        if last in "#№_/":
+            return False
+        if last in "-" and len(before) >= 2 and before[-2].isalnum():
+            return False
+        if last == ":" and re.search(r"(?:tel|phone|sip|fax)\s*:$", before, re.IGNORECASE):
+            return True
+        return True
+
+    def _negative(self, near: list[str]) -> bool:
+        """A negative word among the nearest words, with no phone word after it."""
+        for word in reversed(near):
+            if word in self.positive_context:
+                return False
+            if word in self.negative_context:
+                return True
+        return False
+
+    def _score(self, raw: str, digits: str, intl: bool) -> float | None:
+        if intl:
+            number = "+" + (digits[2:] if raw.startswith("00") else digits)
+            try:
+                parsed = phonenumbers.parse(number, None)
+            except phonenumbers.NumberParseException:
+                return self.scores["grouped"]
+            if phonenumbers.is_possible_number(parsed):
+                return self.scores["international"]
+            return self.scores["grouped"]
+        groups = len(re.findall(r"\d+", raw))
+        valid = False
+        for region in self.regions:
+            try:
+                parsed = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(parsed):
+                valid = True
+                break
+        if groups >= 2 or "(" in raw:
+            return self.scores["valid"] if valid else self.scores["grouped"]
+        return self.scores["bare"]

@@ -1,0 +1,190 @@
+"""JSON Pointers (RFC 6901): walking a record's leaves, name normalisation, glob matching.
+
+Field names are matched after normalising case style (snake, camel, Pascal, kebab) and
+array indices (issue 5): ``/MediaUrl0`` and ``/media/0/url`` normalise to
+``media_url`` and ``media/#/url``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+_CAMEL_1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
+_NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
+_TRAILING_INDEX = re.compile(r"(?<=[a-z])_?\d+$")
+
+
+def escape(segment: str) -> str:
+    """RFC 6901 escaping of one reference token (``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def unescape(segment: str) -> str:
+    """Inverse of :func:`escape`."""
+    return segment.replace("~1", "/").replace("~0", "~")
+
+
+def split(pointer: str) -> list[str]:
+    """``"/a/b~1c"`` -> ``["a", "b/c"]``; ``""`` -> ``[]``."""
+    if not pointer:
+        return []
+    return [unescape(s) for s in pointer[1:].split("/")]
+
+
+def join(segments: list[str] | tuple[str, ...]) -> str:
+    """Inverse of :func:`split`."""
+    return "".join("/" + escape(str(s)) for s in segments)
+
+
+@lru_cache(maxsize=65536)
+def normalise_name(name: str) -> str:
+    """Normalise a key's case style: ``MessageSid``, ``messageSid``, ``message-sid`` ->
+    ``message_sid``; a trailing index is dropped (``MediaUrl0`` -> ``media_url``);
+    an all-digit segment (array index) -> ``#``."""
+    if name.isdigit():
+        return "#"
+    s = _CAMEL_1.sub(r"\1_\2", name)
+    s = _CAMEL_2.sub(r"\1_\2", s)
+    s = _NON_WORD.sub("_", s).strip("_").lower()
+    s = _TRAILING_INDEX.sub("", s)
+    return s or "_"
+
+
+def walk_leaves(record, prefix: str = "") -> Iterator[tuple[str, tuple[str, ...], object]]:
+    """Yield ``(pointer, normalised_segments, value)`` for every leaf of a JSON value.
+
+    Leaves are strings, numbers, booleans, nulls and empty containers. Iterative (no
+    recursion limit), depth-first in document order.
+    """
+    stack: list[tuple[object, str, tuple[str, ...]]] = [(record, prefix, ())]
+    while stack:
+        value, ptr, norm = stack.pop()
+        if isinstance(value, dict) and value:
+            items = list(value.items())
+            for key, child in reversed(items):
+                key = str(key)
+                stack.append((child, ptr + "/" + escape(key), norm + (normalise_name(key),)))
+        elif isinstance(value, list) and value:
+            for i in range(len(value) - 1, -1, -1):
+                stack.append((value[i], f"{ptr}/{i}", norm + ("#",)))
+        else:
+            yield ptr, norm, value
+
+
+def compile_glob(pattern: str) -> tuple[str, ...]:
+    """A pointer glob -> normalised segments. ``*`` is one segment, ``**`` zero or more;
+    other segments are normalised like field names, so ``/MediaUrl*`` is not needed:
+    ``/media_url`` already matches ``/MediaUrl0``."""
+    if not pattern.startswith("/"):
+        raise ValueError("a field pattern is a JSON Pointer glob starting with '/'")
+    out = []
+    for seg in split(pattern):
+        out.append(seg if seg in ("*", "**") else normalise_name(seg))
+    return tuple(out)
+
+
+def glob_match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> bool:
+    """Whether normalised ``segments`` match a compiled glob (iterative, no backtracking blowup)."""
+    # Classic two-pointer wildcard match over segments with '**' as the star.
+    p = s = 0
+    star_p = star_s = -1
+    np, ns = len(pattern), len(segments)
+    while s < ns:
+        if p < np and pattern[p] == "**":
+            star_p, star_s = p, s
+            p += 1
+        elif p < np and (pattern[p] == "*" or pattern[p] == segments[s]):
+            p += 1
+            s += 1
+        elif star_p >= 0:
+            p = star_p + 1
+            star_s += 1
+            s = star_s
+        else:
+            return False
+    while p < np and pattern[p] == "**":
+        p += 1
+    return p == np
+
+
+_DATA_LIKE = re.compile(r"[0-9@+]|^[A-Za-z0-9_-]{20,}$")
+
+
+def mask_pointer(pointer: str) -> str:
+    """Mask data-like segments of a pointer for logs and summaries: keys can themselves be
+    phone numbers or emails. Any segment with a digit, ``@`` or ``+`` (array indices
+    included), or a long token, becomes ``*``: ``/tags/+14155550100/note`` -> ``/tags/*/note``."""
+    return join([("*" if _DATA_LIKE.search(seg) else seg) for seg in split(pointer)])
+
+
+def subset(record, pointers):
+    """The record restricted to ``pointers`` (a nested subset of the original).
+
+    Kept array elements stay in order; their indices shift when earlier elements are
+    dropped (the envelope's ``fields`` keep the original pointers). Returns ``{}`` when
+    nothing is kept.
+    """
+    wanted = set(pointers)
+    prefixes = set()
+    for w in wanted:
+        i = w.find("/", 1)
+        while i != -1:
+            prefixes.add(w[:i])
+            i = w.find("/", i + 1)
+    got = _copy(record, "", wanted, prefixes)
+    return {} if got is _MISSING else got
+
+
+_MISSING = object()
+
+
+def _copy(value, ptr, wanted, prefixes):
+    if ptr in wanted:
+        return value
+    if ptr and ptr not in prefixes:
+        return _MISSING
+    if isinstance(value, dict):
+        res = {}
+        for k, v in value.items():
+            got = _copy(v, ptr + "/" + escape(str(k)), wanted, prefixes)
+            if got is not _MISSING:
+                res[k] = got
+        return res if res else _MISSING
+    if isinstance(value, list):
+        res = []
+        for i, v in enumerate(value):
+            got = _copy(v, f"{ptr}/{i}", wanted, prefixes)
+            if got is not _MISSING:
+                res.append(got)
+        return res if res else _MISSING
+    return _MISSING
+
+
+def replace(record: dict, ptrs: list[str], fn) -> dict:
+    """A copy of ``record`` with the values at ``ptrs`` replaced by ``fn(value)``; only the
+    containers on the paths are copied."""
+    root = dict(record)
+    for ptr in ptrs:
+        segs = split(ptr)
+        node = root
+        for i, seg in enumerate(segs):
+            last = i == len(segs) - 1
+            if isinstance(node, list):
+                idx = int(seg)
+                if last:
+                    node[idx] = fn(node[idx])
+                else:
+                    child = node[idx]
+                    node[idx] = child = dict(child) if isinstance(child, dict) else list(child)
+                    node = child
+            else:
+                if last:
+                    node[seg] = fn(node[seg])
+                else:
+                    child = node[seg]
+                    node[seg] = child = dict(child) if isinstance(child, dict) else list(child)
+                    node = child
+    return root

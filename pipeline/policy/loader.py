@@ -1,0 +1,92 @@
+"""Load and validate the policy YAML, failing fast with file, line and key (issue 2)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from pipeline.errors import PolicyError
+from pipeline.policy.model import Policy
+
+DEFAULT_POLICY_NAME = "default.yaml"
+
+
+def default_policy_path() -> Path:
+    """Path of the packaged default policy (``pipeline/policy/default.yaml``)."""
+    return Path(str(resources.files("pipeline.policy").joinpath(DEFAULT_POLICY_NAME)))
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read, parse and validate a policy file (``None``: the packaged default).
+
+    Raises :class:`PolicyError` naming the file, the 1-based line and the key path of
+    each problem (YAML syntax errors included).
+    """
+    path = Path(path) if path is not None else default_policy_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(str(path), [(None, "(file)", exc.strerror or str(exc))]) from None
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate policy YAML text; ``source`` names it in errors."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyError(source, [(line, "(yaml)", str(getattr(exc, "problem", exc)))]) from None
+    if not isinstance(data, dict):
+        raise PolicyError(source, [(1, "(root)", "the policy must be a YAML mapping")])
+    lines = _line_index(node)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append((_line_for(lines, loc), _loc_text(loc), err["msg"]))
+        raise PolicyError(source, problems) from None
+
+
+def _line_index(node) -> dict[tuple, int]:
+    index: dict[tuple, int] = {}
+    stack = [((), node)]
+    while stack:
+        path, n = stack.pop()
+        if n is None:
+            continue
+        index[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                index[path + (key,)] = k.start_mark.line + 1
+                stack.append((path + (key,), v))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                stack.append((path + (i,), v))
+    return index
+
+
+def _line_for(index: dict[tuple, int], loc: tuple) -> int | None:
+    for end in range(len(loc), -1, -1):
+        line = index.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _loc_text(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"

@@ -1,0 +1,85 @@
+"""Boundary value types: a consumed Kafka record in, messages to produce out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One Kafka record as consumed (or one input line offline).
+
+    ``value`` ``None`` is a tombstone. ``partition``/``offset`` are ``None`` offline.
+    ``timestamp_ms`` is the Kafka record timestamp in milliseconds since the epoch.
+    """
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutputMessage:
+    """One message to produce: full topic name, key, value (``None`` = tombstone), headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the worker creates: name, partition count and topic configs (``retention.ms``...)."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@dataclass(slots=True)
+class RecordStats:
+    """Counts for one processed record, turned into metrics by the serving process.
+
+    ``fields`` counts leaves by ``(category, source)``; ``entities`` by entity type;
+    ``unknown_pointers`` lists pointers no rule knew, data-like segments masked;
+    ``drift`` counts rules whose usage field carried PII; ``routes`` are output topics.
+    """
+
+    fields: Counter = field(default_factory=Counter)
+    entities: Counter = field(default_factory=Counter)
+    unknown_fields: int = 0
+    unknown_pointers: list[str] = field(default_factory=list)
+    deadletter_reason: str | None = None
+    drift: Counter = field(default_factory=Counter)
+    routes: list[str] = field(default_factory=list)
+
+
+#: ``ProcessResult.outcome`` values.
+OUTCOMES = ("classified", "deadletter", "tombstone_skipped", "deletion")
+
+
+@dataclass(slots=True)
+class ProcessResult:
+    """What processing one :class:`SourceRecord` produced.
+
+    ``outcome`` is one of :data:`OUTCOMES`; ``outputs`` are produced in order;
+    ``envelope`` is the full classification envelope (``None`` for dead letters and
+    tombstones) for offline commands and tests.
+    """
+
+    source: SourceRecord
+    outputs: list[OutputMessage]
+    outcome: str
+    event_type: str | None = None
+    event_id: str | None = None
+    account_id: str | None = None
+    stats: RecordStats = field(default_factory=RecordStats)
+    envelope: dict | None = None

@@ -1,0 +1,114 @@
+"""Cheap value-shape tests for fields no rule or name decides (issue 5, "value detection").
+
+Each test is a precompiled regular expression or a constant-time check; none calls
+Presidio. :func:`value_kind` returns the first matching kind in the order the policy's
+``value_hints`` documents.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_EMAIL = re.compile(r"^[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+$")
+_PHONE = re.compile(r"^(?:tel:|whatsapp:|sms:)?\+?\(?\d[\d\s().\-]{5,20}\d$")
+_URL = re.compile(r"^(?:https?|ftp|wss?)://\S+$", re.I)
+_MEDIA_URL = re.compile(
+    r"/(?:media|recordings?|transcriptions?|mms|attachments?|voicemail)/|"
+    r"\.(?:jpe?g|png|gif|webp|heic|bmp|mp3|wav|ogg|oga|opus|amr|m4a|aac|mp4|3gpp?|mov|webm|pdf|vcf)(?:\?|$)",
+    re.I,
+)
+_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$|"
+    r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$|"
+    r"^\d{10}(?:\d{3})?$"
+)
+_SID = re.compile(r"^([A-Z]{2})[0-9a-fA-F]{32}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_NUMERIC = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def value_kind(value, min_words: int = 3) -> tuple[str, str | None]:
+    """Classify a leaf value's shape.
+
+    Returns ``(kind, sid_prefix)`` where ``kind`` is one of ``email``, ``phone``,
+    ``media_url``, ``url``, ``ip``, ``timestamp``, ``sid``, ``number``, ``boolean``,
+    ``free_text`` or ``other``; ``sid_prefix`` is the two-letter prefix for ``sid``.
+    ``null`` counts as ``boolean`` (it carries no data); digit-only strings as
+    ``number`` or ``timestamp`` (10 or 13 digits: epoch seconds or milliseconds).
+    """
+    if value is None or isinstance(value, bool):
+        return "boolean", None
+    if isinstance(value, (int, float)):
+        return "number", None
+    if not isinstance(value, str):
+        return "other", None
+    s = value.strip()
+    if not s:
+        return "boolean", None
+    if len(s) <= 320 and "@" in s and _EMAIL.match(s):
+        return "email", None
+    if _TIMESTAMP.match(s):
+        return "timestamp", None
+    if _NUMERIC.match(s):
+        return "number", None
+    if len(s) <= 40 and _PHONE.match(s):
+        digits = sum(c.isdigit() for c in s)
+        if 7 <= digits <= 15:
+            return "phone", None
+    if "://" in s and _URL.match(s):
+        return ("media_url" if _MEDIA_URL.search(s) else "url"), None
+    m = _SID.match(s)
+    if m:
+        return "sid", m.group(1)
+    if _UUID.match(s):
+        return "sid", None
+    if (":" in s or "." in s) and len(s) <= 45 and _is_ip(s):
+        return "ip", None
+    if len(_WORD.findall(s)) >= min_words:
+        return "free_text", None
+    return "other", None
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False
+
+
+def declared_span(entity: str, value) -> tuple[int, int] | None:
+    """The span a policy-declared entity covers in a structured value, or ``None`` when the
+    value cannot hold that entity (so ``/to/0/status: "queued"`` gets no PHONE_NUMBER).
+
+    PHONE_NUMBER: from the first ``+`` or digit to the last digit, at least 3 digits
+    (short codes count); EMAIL_ADDRESS needs ``@``; IP_ADDRESS must parse; URL needs
+    ``://``; other types need a letter.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = str(value)
+        if entity != "PHONE_NUMBER":
+            return None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if entity == "PHONE_NUMBER":
+        digits = [i for i, c in enumerate(value) if c.isdigit()]
+        if len(digits) < 3:
+            return None
+        start = digits[0]
+        if start > 0 and value[start - 1] == "+":
+            start -= 1
+        return start, digits[-1] + 1
+    if entity == "EMAIL_ADDRESS":
+        return (0, len(value)) if "@" in value else None
+    if entity == "IP_ADDRESS":
+        return (0, len(value)) if _is_ip(value.strip()) else None
+    if entity == "URL":
+        return (0, len(value)) if "://" in value else None
+    if any(c.isalpha() for c in value):
+        return 0, len(value)
+    return None
