@@ -62,21 +62,31 @@ class PipelineMetrics:
                                       "Output messages that could not be produced, per topic",
                                       ["topic"], registry=r)
 
-    def observe(self, results: Iterable[ProcessResult], seconds: float) -> None:
-        """Count one processed batch: its results and the time classification took."""
+    def observe(self, results: Iterable[ProcessResult], seconds: float, *, stage: str = "classify") -> None:
+        """Count one processed batch: its results and the time classification took.
+
+        ``stage="anonymise"`` (the anonymise agent) counts routes and dead letters only, so
+        the classification counters and histograms describe classification alone.
+        """
         results = list(results)
-        self.classify_seconds.observe(seconds)
-        self.batch_size.observe(len(results))
+        classify = stage == "classify"
+        if classify:
+            self.classify_seconds.observe(seconds)
+            self.batch_size.observe(len(results))
         for res in results:
             et = res.event_type or _UNKNOWN
             st = res.stats
-            self.outcomes.labels(res.outcome).inc()
             routes = st.routes or sorted({o.topic for o in res.outputs})
             if routes:
                 for route in routes:
                     self.events.labels(et, route).inc()
-            else:
+            elif classify:
                 self.events.labels(et, ROUTE_NONE).inc()
+            if res.outcome == "deadletter":
+                self.deadletter.labels(st.deadletter_reason or _UNKNOWN).inc()
+            if not classify:
+                continue
+            self.outcomes.labels(res.outcome).inc()
             for (category, source), n in st.fields.items():
                 self.fields.labels(et, category, source).inc(n)
             for entity_type, n in st.entities.items():
@@ -85,8 +95,6 @@ class PipelineMetrics:
                 self.unknown_fields.labels(et).inc(st.unknown_fields)
             for rule, n in st.drift.items():
                 self.drift.labels(et, rule).inc(n)
-            if res.outcome == "deadletter":
-                self.deadletter.labels(st.deadletter_reason or _UNKNOWN).inc()
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))

@@ -192,7 +192,7 @@ class Detector:
     def _docs(self, chunks: list[str], need_ner: bool) -> Iterator:
         """One spaCy Doc per chunk, in order, in windows bounded by count and characters.
 
-        NER runs only where a name could be (a chunk with an upper-case letter); the other
+        NER runs only where a name could be (a chunk with a letter); the other
         chunks are only tokenized (Presidio's context enhancement needs tokens).
         """
         cfg = self.config
@@ -210,7 +210,7 @@ class Detector:
     def _window_docs(self, window: list[str], need_ner: bool) -> list:
         nlp = self._nlp
         ner_idx = [j for j, c in enumerate(window)
-                   if need_ner and any(ch.isupper() for ch in c)]
+                   if need_ner and any(ch.isalpha() for ch in c)]
         docs: list = [None] * len(window)
         if ner_idx:
             for j, doc in zip(ner_idx, nlp.pipe([window[j] for j in ner_idx],

@@ -19,7 +19,8 @@ PERSON_BEFORE: dict[str, tuple[str, ...]] = {
     "en": (
         "hi", "hello", "hey", "hiya", "dear", "yo", "morning", "evening", "thanks", "thank you",
         "thx", "ty", "cheers", "this is", "it's", "its", "it is", "i am", "i'm", "im",
-        "my name is", "name is", "name:", "named", "called", "regards", "best", "love", "sincerely",
+        "my name is", "myname is", "my name", "myname", "name is", "name:", "name",
+        "the name is", "names", "call me", "named", "called", "regards", "best", "love", "sincerely",
         "mr", "mr.", "mrs", "mrs.", "ms", "ms.", "miss", "dr", "dr.", "prof", "prof.", "sir", "madam",
         "driver", "courier", "agent", "rep", "technician", "nurse", "doctor", "contact person",
         "attn", "attn:", "attention", "ask for", "speak to", "talk to", "from", "signed",
@@ -145,7 +146,7 @@ STREET_TYPES_AFTER = frozenset((
     "manor", "village", "vale", "valley", "brook", "creek", "ford", "fork", "forks", "knoll",
     "landing", "pass", "passage", "pines", "port", "ranch", "shore", "shores", "spring",
     "springs", "station", "summit", "trace", "union", "ville", "vista", "well", "wells",
-    "center", "centre", "corner", "corners", "extension", "extensions", "forge", "forges",
+    "cross", "expressway", "expy", "freeway", "fwy", "main", "center", "centre", "corner", "corners", "extension", "extensions", "forge", "forges",
     "harbor", "harbour", "lock", "locks", "mission", "mill", "mills", "oval", "pine", "rest",
     "route", "spur", "tunnel", "turn", "underpass", "bypass", "causeway", "cove", "dale",
     "end", "field", "fields", "flat", "flats", "island", "isle", "key", "lodge", "mall",
@@ -177,11 +178,25 @@ UNIT_WORDS = frozenset((
     "étage", "bât", "bâtiment", "#",
 ))
 
-#: Words that are never part of a name (in any case): calendar words, chat words.
-NOT_NAME = frozenset((
+#: Months and weekdays (en, es, de, fr, pt) plus relative days.
+CALENDAR = frozenset((
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december", "monday", "tuesday", "wednesday", "thursday",
-    "friday", "saturday", "sunday", "today", "tomorrow", "tonight", "yesterday", "there",
+    "friday", "saturday", "sunday", "today", "tomorrow", "tonight", "yesterday",
+    "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+    "octubre", "noviembre", "diciembre", "januar", "februar", "märz", "mai", "juni", "juli",
+    "oktober", "dezember", "janvier", "février", "mars", "avril", "juin", "juillet", "août",
+    "septembre", "octobre", "novembre", "décembre", "janeiro", "fevereiro", "março", "maio",
+    "junho", "julho", "setembro", "outubro", "novembro", "dezembro", "lunes", "martes",
+    "miércoles", "jueves", "viernes", "sábado", "domingo", "montag", "dienstag", "mittwoch",
+    "donnerstag", "freitag", "samstag", "sonntag", "lundi", "mardi", "mercredi", "jeudi",
+    "vendredi", "samedi", "dimanche", "segunda", "terça", "quarta", "quinta", "sexta",
+    "hoy", "heute", "hoje", "mañana", "morgen", "demain", "amanhã",
+))
+
+#: Words that are never part of a name (in any case): calendar words, chat words.
+NOT_NAME = CALENDAR | frozenset((
+    "there",
     "all", "everyone", "everybody", "guys", "team", "folks", "again", "so", "much", "lot",
     "mate", "dude", "bro", "babe", "baby", "honey", "dear", "sweetie", "love", "sir", "madam",
     "ok", "okay", "yes", "no", "yeah", "yep", "nope", "please", "pls", "plz", "thanks",

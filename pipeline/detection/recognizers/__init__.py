@@ -8,13 +8,13 @@ from pipeline.detection import lexicon
 from pipeline.detection.config import DetectionConfig
 from pipeline.detection.recognizers.address import AddressRecognizer
 from pipeline.detection.recognizers.cpaas import CpaasIdRecognizer
-from pipeline.detection.recognizers.credit_card import CreditCardRecognizer
-from pipeline.detection.recognizers.iban import IbanRecognizer
-from pipeline.detection.recognizers.ip_address import IpRecognizer
+from pipeline.detection.recognizers.credit_card import CardNumberRecognizer
+from pipeline.detection.recognizers.iban import IbanGroupsRecognizer
+from pipeline.detection.recognizers.ip_address import IpAddressRecognizer
 from pipeline.detection.recognizers.ner import NerRecognizer
 from pipeline.detection.recognizers.person_context import PersonContextRecognizer
-from pipeline.detection.recognizers.phone import PhoneRecognizer
-from pipeline.detection.recognizers.us_ssn import UsSsnRecognizer
+from pipeline.detection.recognizers.phone import PhoneNumberRecognizer
+from pipeline.detection.recognizers.us_ssn import SsnRecognizer
 
 __all__ = ["build_recognizers"]
 
@@ -66,21 +66,21 @@ def build_recognizers(config: DetectionConfig, language: str) -> list[EntityReco
     enabled = set(config.recognizers)
     out: list[EntityRecognizer] = []
     if "phone" in enabled:
-        out.append(PhoneRecognizer(
+        out.append(PhoneNumberRecognizer(
             supported_language=language,
             context=_words(config, L.PHONE_CONTEXT, "phone", language),
             negative_context=_words(config, L.NUMBER_NEGATIVE_CONTEXT, "negative", language),
             regions=config.phone_regions,
         ))
     if "credit_card" in enabled:
-        out.append(CreditCardRecognizer(supported_language=language))
+        out.append(CardNumberRecognizer(supported_language=language))
     if "iban" in enabled:
-        out.append(IbanRecognizer(supported_language=language))
+        out.append(IbanGroupsRecognizer(supported_language=language))
     if "us_ssn" in enabled:
         ctx = list(_SSN_CONTEXT) + config.context.get(language, {}).get("ssn", [])
-        out.append(UsSsnRecognizer(supported_language=language, context=ctx))
+        out.append(SsnRecognizer(supported_language=language, context=ctx))
     if "ip_address" in enabled:
-        out.append(IpRecognizer(supported_language=language))
+        out.append(IpAddressRecognizer(supported_language=language))
     if "email" in enabled:
         out.append(_email(language))
     if "url" in enabled:

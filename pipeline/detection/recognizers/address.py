@@ -20,16 +20,18 @@ from collections.abc import Iterable
 from pipeline.detection.lexicon import (
     GERMAN_STREET_SUFFIXES,
     NAME_CONNECTORS,
-    NOT_NAME,
+    CALENDAR,
     PLACE_PREFIXES,
     STREET_TYPES_AFTER,
     STREET_TYPES_BEFORE,
     UNIT_WORDS,
-    non_name_words,
+    stop_words,
 )
 from pipeline.detection.recognizers._base import TOKEN_RE, ProjectRecognizer, text_case
 
 _W = r"[^\W\d_][^\W\d_'’\-]*(?:['’\-][^\W\d_]+)*"
+_CAPW = r"[A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’\-][^\W\d_]+)*"
+_ORD = r"\d{1,3}\s?(?:st|nd|rd|th)"
 _NUM = r"\d{1,6}[A-Za-z]?(?:\s?[/\-]\s?\d{1,5}[A-Za-z]?)?"
 
 
@@ -39,7 +41,7 @@ def _alt(words: Iterable[str]) -> str:
 
 _UNIT = rf"(?:{_alt(w.rstrip('.') for w in UNIT_WORDS if w != '#')})\.?\s*#?\s*\w{{1,6}}"
 _STREET_AFTER = re.compile(
-    rf"(?<![\w.\-/])(?:(?:{_UNIT}),?\s+)?{_NUM},?\s+(?:{_W}\s+){{0,3}}"
+    rf"(?<![\w.\-/])(?:(?:{_UNIT}),?\s+)?{_NUM},?\s+(?:(?:{_W}|{_ORD})\s+){{0,3}}"
     rf"(?:{_alt(STREET_TYPES_AFTER)})\.?(?![\w])(?:,?\s+(?:{_UNIT}))?",
     re.IGNORECASE,
 )
@@ -48,7 +50,7 @@ _UNIT_STREET = re.compile(
     re.IGNORECASE,
 )
 _GERMAN = re.compile(
-    rf"(?<![\w])(?:{_W}[\-\s])?{_W}(?:{_alt(GERMAN_STREET_SUFFIXES)})\.?\s+{_NUM}(?![\w])",
+    rf"(?<![\w]){_W}-?(?:{_alt(GERMAN_STREET_SUFFIXES)})\.?\s+{_NUM}(?![\w])",
     re.IGNORECASE,
 )
 _STREET_BEFORE = re.compile(
@@ -59,7 +61,7 @@ _STREET_BEFORE = re.compile(
 )
 # number, 1-4 capitalised words, comma, capitalised word (case-sensitive on purpose)
 _NUM_CAPS_COMMA = re.compile(
-    rf"(?<![\w.\-/]){_NUM},?\s+(?:[A-ZÀ-Þ]{_W[1:]}\s+){{0,3}}[A-ZÀ-Þ]{_W[1:]}(?=,\s*[A-ZÀ-Þ])"
+    rf"(?<![\w.\-/]){_NUM},?\s+(?:{_CAPW}\s+){{0,3}}{_CAPW}(?=,\s*[A-ZÀ-ÖØ-Þ])"
 )
 
 
@@ -75,7 +77,7 @@ class AddressRecognizer(ProjectRecognizer):
     ):
         self.score = score
         self.place_score = place_score
-        self.stop = non_name_words(supported_language)
+        self.stop = stop_words(supported_language) | stop_words("en") | CALENDAR
         words = sorted({w.lower() for w in place_before}, key=len, reverse=True)
         self._place_before = re.compile(
             r"(?<![\w'’])(?:" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
@@ -123,7 +125,7 @@ class AddressRecognizer(ProjectRecognizer):
             low = tok.lower().rstrip(".")
             if count and low in NAME_CONNECTORS and (case == "mixed" or low in ("de", "da", "do", "dos", "das", "del")):
                 continue
-            if not tok[0].isalpha() or low in NOT_NAME or count >= max_words:
+            if not tok[0].isalpha() or low in CALENDAR or count >= max_words:
                 break
             if case == "mixed":
                 if not tok[0].isupper():

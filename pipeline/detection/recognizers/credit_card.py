@@ -13,12 +13,12 @@ _GROUPINGS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1),
               (4, 4, 4, 3), (4, 4, 5), (4, 4, 4)}
 
 
-class CreditCardRecognizer(ProjectRecognizer):
+class CardNumberRecognizer(ProjectRecognizer):
     """CREDIT_CARD: 12-19 digits, a known IIN prefix, consistent grouping and a valid Luhn sum."""
 
     def __init__(self, supported_language: str = "en", score: float = 1.0):
         self.score = score
-        super().__init__(supported_entities=["CREDIT_CARD"], name="CreditCardRecognizer",
+        super().__init__(supported_entities=["CREDIT_CARD"], name="CardNumberRecognizer",
                          supported_language=supported_language)
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102

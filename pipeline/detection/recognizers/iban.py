@@ -22,12 +22,12 @@ def iban_ok(compact: str) -> bool:
         return False
 
 
-class IbanRecognizer(ProjectRecognizer):
+class IbanGroupsRecognizer(ProjectRecognizer):
     """IBAN_CODE: the longest prefix of a candidate (cut at a group boundary) that passes mod 97."""
 
     def __init__(self, supported_language: str = "en", score: float = 1.0):
         self.score = score
-        super().__init__(supported_entities=["IBAN_CODE"], name="IbanRecognizer",
+        super().__init__(supported_entities=["IBAN_CODE"], name="IbanGroupsRecognizer",
                          supported_language=supported_language)
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102

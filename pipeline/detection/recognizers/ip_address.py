@@ -12,12 +12,12 @@ _V6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(
                  r"(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 
 
-class IpRecognizer(ProjectRecognizer):
+class IpAddressRecognizer(ProjectRecognizer):
     """IP_ADDRESS: dotted quads with octets <= 255, and IPv6 (full, compressed, mapped)."""
 
     def __init__(self, supported_language: str = "en", score: float = 0.85):
         self.score = score
-        super().__init__(supported_entities=["IP_ADDRESS"], name="IpRecognizer",
+        super().__init__(supported_entities=["IP_ADDRESS"], name="IpAddressRecognizer",
                          supported_language=supported_language)
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.detection.lexicon import NOT_NAME, non_name_words
-from pipeline.detection.recognizers._base import ProjectRecognizer
+from pipeline.detection.lexicon import NOT_NAME, PERSON_BEFORE, non_name_words
+from pipeline.detection.recognizers._base import ProjectRecognizer, text_case
 
 _HAS_BAD = re.compile(r"[\d@#$€£%&*=_/\\|<>]")
 
@@ -20,7 +20,8 @@ class NerRecognizer(ProjectRecognizer):
     def __init__(self, supported_language: str = "en", score: float = 0.85,
                  entities: tuple[str, ...] = ("PERSON", "LOCATION")):
         self.score = score
-        self.stop = non_name_words(supported_language)
+        greet = {w for words in PERSON_BEFORE.values() for w in words if " " not in w}
+        self.stop = non_name_words(supported_language) | greet | {"hola", "oi", "olá"}
         super().__init__(supported_entities=list(entities), name="NerRecognizer",
                          supported_language=supported_language)
 
@@ -28,6 +29,7 @@ class NerRecognizer(ProjectRecognizer):
         if nlp_artifacts is None:
             return []
         out = []
+        case = text_case(text)
         for ent in nlp_artifacts.entities:
             label = ent.label_
             if label not in entities or label not in self.supported_entities:
@@ -43,7 +45,12 @@ class NerRecognizer(ProjectRecognizer):
             surface = text[start:end]
             if _HAS_BAD.search(surface) or not any(c.isalpha() for c in surface):
                 continue
-            if label == "PERSON" and not any(c.isupper() for c in surface):
+            if label == "PERSON" and sum(c.isalpha() for c in surface) < 2:
                 continue
+            if not any(c.isupper() for c in surface):
+                # a lower-case guess is only worth something in all-lower-case English
+                # (chat answers like "james"); in mixed case it is a common noun
+                if case != "lower" or self.supported_language != "en":
+                    continue
             out.append(self._result(label, start, end, self.score))
         return out

@@ -22,12 +22,13 @@ _CANDIDATE = re.compile(
     (?<![\d+])
     (?:\+\s?|\b00\s?)?                       # international prefix
     (?:\(\s?\+?\d{1,5}\s?\)\s?[\s.\-]?)?     # (area) or (0) in brackets
-    \d{1,6}
-    (?:(?:[ .\-]|\s?\(\d{1,4}\)\s?)\d{1,6}){0,7}   # more groups; single separators
+    \d{1,15}
+    (?:(?:[ .\-]|\s?\(\d{1,4}\)\s?)\d{1,12}){0,7}  # more groups; single separators
     (?!\d|[.,]\d)
     """,
     re.VERBOSE,
 )
+_ORDINAL_AFTER = re.compile(r"\s?(?:st|nd|rd|th)\b", re.IGNORECASE)
 _DATE = re.compile(r"^(?:\d{4}[.\-]\d{1,2}[.\-]\d{1,2}|\d{1,2}[.\-]\d{1,2}[.\-]\d{2,4})$")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _SSN = re.compile(r"^\d{3}-\d{2}-\d{4}$")
@@ -41,7 +42,7 @@ _GLUE_WORDS = ("mobile", "mob", "tel", "phone", "ph", "cell", "fax", "call", "wh
 _ID_MARK_BEFORE = re.compile(r"(?:[#№]|[A-Za-z0-9][\-_/]|[A-Za-z]{1,4}\d*[\-_]?)$")
 
 
-class PhoneRecognizer(ProjectRecognizer):
+class PhoneNumberRecognizer(ProjectRecognizer):
     """PHONE_NUMBER in any region, scored with :mod:`phonenumbers` and context."""
 
     def __init__(
@@ -56,8 +57,9 @@ class PhoneRecognizer(ProjectRecognizer):
         self.positive_context = frozenset(w for w in context if " " not in w)
         self.regions = tuple(regions)
         self.scores = {"international": 0.85, "valid": 0.7, "grouped": 0.5, "bare": 0.3,
+                       "bare_valid": 0.45,
                        **(scores or {})}
-        super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneRecognizer",
+        super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneNumberRecognizer",
                          supported_language=supported_language, context=list(context))
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
@@ -81,6 +83,8 @@ class PhoneRecognizer(ProjectRecognizer):
             if not self._left_ok(before):
                 continue
             if end < len(text) and text[end].isalpha() and ndig < 10:
+                continue
+            if _ORDINAL_AFTER.match(text, end):
                 continue
             if _CURRENCY_BEFORE.search(before):
                 continue
@@ -149,4 +153,6 @@ class PhoneRecognizer(ProjectRecognizer):
                 break
         if groups >= 2 or "(" in raw:
             return self.scores["valid"] if valid else self.scores["grouped"]
+        if valid and len(digits) >= 10:
+            return self.scores["bare_valid"]
         return self.scores["bare"]

@@ -9,7 +9,7 @@ from pipeline.detection.recognizers._base import ProjectRecognizer
 _CANDIDATE = re.compile(r"(?<![\w\-.])(\d{3})([ \-]?)(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
 
 
-class UsSsnRecognizer(ProjectRecognizer):
+class SsnRecognizer(ProjectRecognizer):
     """US_SSN: ``AAA-GG-SSSS`` with the SSA's never-issued areas, groups and serials excluded.
 
     Separated numbers score ``score``; a bare 9-digit run scores ``bare_score`` and needs a
@@ -21,7 +21,7 @@ class UsSsnRecognizer(ProjectRecognizer):
                  bare_score: float = 0.2):
         self.score = score
         self.bare_score = bare_score
-        super().__init__(supported_entities=["US_SSN"], name="UsSsnRecognizer",
+        super().__init__(supported_entities=["US_SSN"], name="SsnRecognizer",
                          supported_language=supported_language, context=list(context or ()))
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102

@@ -1,0 +1,30 @@
+"""Fixtures for the pure pipeline tests: one real Processor (policy + Presidio) per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.processing import Processor
+from pipeline.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(secret_hash_key="test-secret-key", pseudonym_key="test-pseudonym-key")
+
+
+@pytest.fixture(scope="session")
+def processor(settings) -> Processor:
+    """A real Processor: the packaged policy, spaCy's small model and Presidio, offline."""
+    return Processor.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+    """``../shared/data`` next to the repository; tests that need it skip when it is absent."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (the ../shared folder is absent)")
+    return path

@@ -1,0 +1,57 @@
+"""Policy validation: the default loads; a bad policy fails naming file, line and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import PolicyError
+from pipeline.policy import default_policy_path, load_policy, parse_policy
+
+
+def test_default_policy_loads_and_every_rule_cites_the_notice():
+    policy = load_policy()
+    rules = [r for f in policy.families.values() for r in f.rules] + policy.common_rules
+    assert len(rules) >= 10
+    assert all(r.cites.strip() for r in rules)
+    assert set(policy.categories) == {"content", "usage", "account"}
+    assert policy.default.category == "content"
+
+
+def _default_text() -> str:
+    return default_policy_path().read_text()
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(
+    "needle, replacement, key",
+    [
+        ("category: content, scan: true", "category: contnt, scan: true", "families.message.rules[0].category"),
+        ("retention_ms: 2592000000          # 30 days", "retention_ms: soon", "categories.content.retention_ms"),
+        ("action: hash", "action: shred", "secrets.action"),
+        ("free_text_min_words: 3", "free_text_min_words: 3\n  colour: blue", "value_hints.colour"),
+    ],
+)
+def test_bad_policy_names_file_line_and_key(needle, replacement, key):
+    text = _default_text()
+    assert needle in text
+    bad = text.replace(needle, replacement, 1)
+    with pytest.raises(PolicyError) as err:
+        parse_policy(bad, "bad.yaml")
+    msg = str(err.value)
+    expected_line = _line_of(bad, replacement.splitlines()[-1].strip())
+    assert f"bad.yaml:{expected_line}: {key}:" in msg, msg
+
+
+def test_yaml_syntax_error_has_line():
+    with pytest.raises(PolicyError) as err:
+        parse_policy("version: 1\ncategories: [\n", "broken.yaml")
+    assert "broken.yaml:3: (yaml)" in str(err.value)
+
+
+def test_missing_file_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError) as err:
+        load_policy(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(err.value)
