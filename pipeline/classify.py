@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -184,8 +185,6 @@ class Classifier:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._id_names = tuple(policy.identity.event_id)
         self._account_names = tuple(policy.identity.account_id)
-        import re
-
         pat = policy.identity.account_id_pattern
         self._account_re = re.compile(pat) if pat else None
         self._secret_prefixes = tuple(policy.secrets.value_prefixes)
@@ -238,7 +237,7 @@ class Classifier:
         for item in items:
             envelopes.append(self._classify_one(item, now, scan_jobs))
         if scan_jobs and self.detector is not None:
-            results = self.detector.analyze_batch([text for _, _, text in scan_jobs])
+            results = self.detector.analyze_batch([_scannable(text) for _, _, text in scan_jobs])
             for (entry, _ptr, _text), spans in zip(scan_jobs, results):
                 entry["entities"].extend(s.to_json() for s in spans)
         return envelopes
@@ -316,6 +315,19 @@ class Classifier:
         if kind == "boolean":
             return Decision(vh.boolean, "detector", "value:boolean")
         return Decision(vh.free_text, "detector", "value:free_text", scan=vh.scan_free_text)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _scannable(text: str) -> str:
+    """``text`` with lone surrogates (valid in JSON escapes, not in UTF-8) replaced by U+FFFD,
+    one code point for one, so entity offsets still point into the original."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
 
 
 def _is_cloudevent(record: dict) -> bool:

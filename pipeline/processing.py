@@ -15,6 +15,7 @@ from pipeline.classify import Classifier, ClassifyInput
 from pipeline.codec import decode_object, encode
 from pipeline.deadletter import build_deadletter
 from pipeline.errors import DecodeError
+from pipeline.logsafety import cap_text_logging_libraries
 from pipeline.policy import Policy, load_policy
 from pipeline.records import OutputMessage, ProcessResult, RecordStats, SourceRecord, TopicSpec
 from pipeline.router import Router, headers_for
@@ -33,6 +34,7 @@ class Processor:
     """
 
     def __init__(self, policy: Policy, settings: Settings, detector=None, *, schema_check=None):
+        cap_text_logging_libraries()
         self.policy = policy
         self.settings = settings
         self.topics: TopicNames = settings.topic_names
