@@ -83,7 +83,10 @@ class DetectionConfig(BaseModel):
       ``deny_list``: entity -> values always reported.
     - ``phone_regions``: regions whose national formats validate phone numbers.
     - ``chunk_chars``: longest text handed to spaCy at once (memory bound, PITFALLS.md);
-      ``batch_size`` / ``batch_chars``: ``nlp.pipe`` batches, by count and total characters.
+      ``batch_size`` / ``batch_chars``: ``nlp.pipe`` batches, by count and total characters;
+      ``ner_max_chars``: spaCy NER (about 70,000 characters/s per core) runs on the first
+      N characters of a text only, pattern and context recognizers on all of it (``null``:
+      no limit).
     - ``dropped_recognizers``: Presidio defaults not run, with the reason (documentation).
     """
 
@@ -102,6 +105,7 @@ class DetectionConfig(BaseModel):
         default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "MX", "BR", "IN", "AU"]
     )
     chunk_chars: int = Field(20_000, ge=1_000)
+    ner_max_chars: int | None = Field(200_000, ge=1_000)
     batch_size: int = Field(64, ge=1)
     batch_chars: int = Field(100_000, ge=1_000)
     dropped_recognizers: dict[str, str] = Field(default_factory=lambda: dict(DROPPED_RECOGNIZERS))
@@ -132,7 +136,7 @@ class DetectionConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _default_in_languages(self) -> "DetectionConfig":
+    def _default_in_languages(self) -> DetectionConfig:
         if self.default_language not in self.languages:
             raise ValueError("default_language must be one of languages")
         return self

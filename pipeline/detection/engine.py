@@ -15,6 +15,7 @@ Flow of :meth:`Detector.analyze_batch`:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 
 from pipeline.detection.config import DetectionConfig
@@ -57,28 +58,28 @@ class _ArtifactNlpEngine:
         self._stop = {lang: stop_words(lang) - keep for lang in languages}
 
     # presidio NlpEngine interface -------------------------------------------------------
-    def load(self) -> None:  # noqa: D102
+    def load(self) -> None:
         return None
 
-    def is_loaded(self) -> bool:  # noqa: D102
+    def is_loaded(self) -> bool:
         return True
 
-    def process_text(self, text, language):  # noqa: D102
+    def process_text(self, text, language):
         raise NotImplementedError("artifacts are computed by Detector")
 
-    def process_batch(self, texts, language, **kwargs):  # noqa: D102
+    def process_batch(self, texts, language, **kwargs):
         raise NotImplementedError("artifacts are computed by Detector")
 
-    def is_stopword(self, word: str, language: str) -> bool:  # noqa: D102
+    def is_stopword(self, word: str, language: str) -> bool:
         return word in self._stop.get(language, ())
 
-    def is_punct(self, word: str, language: str) -> bool:  # noqa: D102
+    def is_punct(self, word: str, language: str) -> bool:
         return len(word) == 1 and not word.isalnum()
 
-    def get_supported_entities(self) -> list[str]:  # noqa: D102
+    def get_supported_entities(self) -> list[str]:
         return ["PERSON", "LOCATION"]
 
-    def get_supported_languages(self) -> list[str]:  # noqa: D102
+    def get_supported_languages(self) -> list[str]:
         return list(self._languages)
 
 
@@ -156,7 +157,10 @@ class Detector:
                   for base, chunk in self._chunks(text)]
         need_ner = "ner" in self.config.recognizers and bool(_NER_ENTITIES & set(wanted))
         raw: list[list[EntitySpan]] = [[] for _ in texts]
-        for (i, base, chunk), doc in zip(chunks, self._docs([c for _, _, c in chunks], need_ner)):
+        limit = self.config.ner_max_chars
+        ner_flags = [need_ner and (limit is None or base < limit) for _, base, _ in chunks]
+        docs = self._docs([c for _, _, c in chunks], ner_flags)
+        for (i, base, chunk), doc in zip(chunks, docs):
             lang = langs[i]
             ents = [e for e in wanted if e in self._supported[lang]]
             if not ents:
@@ -189,7 +193,7 @@ class Detector:
                 yield pos, chunk
             pos = end
 
-    def _docs(self, chunks: list[str], need_ner: bool) -> Iterator:
+    def _docs(self, chunks: list[str], ner_flags: list[bool]) -> Iterator:
         """One spaCy Doc per chunk, in order, in windows bounded by count and characters.
 
         NER runs only where a name could be (a chunk with a letter); the other
@@ -197,20 +201,22 @@ class Detector:
         """
         cfg = self.config
         window: list[str] = []
+        flags: list[bool] = []
         size = 0
-        for chunk in chunks:
+        for chunk, flag in zip(chunks, ner_flags):
             window.append(chunk)
+            flags.append(flag)
             size += len(chunk)
             if len(window) >= cfg.batch_size or size >= cfg.batch_chars:
-                yield from self._window_docs(window, need_ner)
-                window, size = [], 0
+                yield from self._window_docs(window, flags)
+                window, flags, size = [], [], 0
         if window:
-            yield from self._window_docs(window, need_ner)
+            yield from self._window_docs(window, flags)
 
-    def _window_docs(self, window: list[str], need_ner: bool) -> list:
+    def _window_docs(self, window: list[str], flags: list[bool]) -> list:
         nlp = self._nlp
         ner_idx = [j for j, c in enumerate(window)
-                   if need_ner and any(ch.isalpha() for ch in c)]
+                   if flags[j] and any(ch.isalpha() for ch in c)]
         docs: list = [None] * len(window)
         if ner_idx:
             for j, doc in zip(ner_idx, nlp.pipe([window[j] for j in ner_idx],
@@ -237,17 +243,22 @@ class Detector:
         )
 
     def _resolve(self, text: str, spans: list[EntitySpan]) -> list[EntitySpan]:
+        """Thresholds, allow list, then non-overlapping spans by priority (O(n log n))."""
         cfg = self.config
-        kept: list[EntitySpan] = []
+        starts: list[int] = []
+        kept: list[EntitySpan] = []  # sorted by start, non-overlapping
         for span in sorted(spans, key=_ranking):
             if span.score < cfg.threshold_for(span.type):
                 continue
             if self._allow and text[span.start:span.end].casefold() in self._allow:
                 continue
-            if any(span.start < k.end and k.start < span.end for k in kept):
+            i = bisect.bisect_left(starts, span.start)
+            if i > 0 and kept[i - 1].end > span.start:
                 continue
-            kept.append(span)
-        kept.sort(key=lambda s: (s.start, s.end, s.type))
+            if i < len(kept) and kept[i].start < span.end:
+                continue
+            starts.insert(i, span.start)
+            kept.insert(i, span)
         return kept
 
 

@@ -222,7 +222,7 @@ NOT_NAME = CALENDAR | frozenset((
 ))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stop_words(language: str) -> frozenset[str]:
     """spaCy's stop words for ``language`` (empty when spaCy has no list for it)."""
     try:
@@ -232,7 +232,7 @@ def stop_words(language: str) -> frozenset[str]:
     return frozenset(w.lower() for w in module.STOP_WORDS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def non_name_words(language: str) -> frozenset[str]:
     """Words that end a name in ``language``: stop words (its own and English) + NOT_NAME."""
     words = set(stop_words(language)) | set(stop_words("en")) | NOT_NAME

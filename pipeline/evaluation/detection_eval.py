@@ -92,7 +92,10 @@ def stock_presidio_engine(model_name: str | None = "auto"):
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
-    from pipeline.detection.offline import make_email_validation_offline, resolve_model_name
+    from pipeline.detection.offline import (
+        make_email_validation_offline,
+        resolve_model_name,
+    )
 
     make_email_validation_offline()
     nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en",

@@ -36,7 +36,7 @@ class _RequiresChar:
 
     _required: str = ""
 
-    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
         if not any(c in text for c in self._required):
             return []
         return super().analyze(text, entities, nlp_artifacts, regex_flags)

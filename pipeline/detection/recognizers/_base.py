@@ -45,7 +45,7 @@ def words_before(text: str, start: int, count: int) -> list[str]:
 class ProjectRecognizer(EntityRecognizer):
     """Base for our recognizers: assets are compiled once in ``__init__``."""
 
-    def load(self) -> None:  # noqa: D102 - assets are built in __init__
+    def load(self) -> None:
         return None
 
     def _result(self, entity: str, start: int, end: int, score: float) -> RecognizerResult:

@@ -18,9 +18,9 @@ import re
 from collections.abc import Iterable
 
 from pipeline.detection.lexicon import (
+    CALENDAR,
     GERMAN_STREET_SUFFIXES,
     NAME_CONNECTORS,
-    CALENDAR,
     PLACE_PREFIXES,
     STREET_TYPES_AFTER,
     STREET_TYPES_BEFORE,
@@ -65,6 +65,9 @@ _NUM_CAPS_COMMA = re.compile(
 )
 
 
+_UNIT_LOWER = frozenset(w.rstrip(".") for w in UNIT_WORDS)
+
+
 class AddressRecognizer(ProjectRecognizer):
     """LOCATION for street addresses and the city after them; places after prepositions."""
 
@@ -85,7 +88,7 @@ class AddressRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["LOCATION"], name="AddressRecognizer",
                          supported_language=supported_language)
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         case = text_case(text)
         spans: list[tuple[int, int, float]] = []
         has_digit = any(c.isdigit() for c in text)
@@ -93,6 +96,8 @@ class AddressRecognizer(ProjectRecognizer):
             for rx in (_STREET_AFTER, _UNIT_STREET, _GERMAN, _STREET_BEFORE):
                 for m in rx.finditer(text):
                     if rx is _STREET_BEFORE and not re.search(r"\d", m.group(0)) and case != "mixed":
+                        continue
+                    if rx in (_STREET_AFTER, _UNIT_STREET) and not self._street_words_ok(m.group(0)):
                         continue
                     spans.append((m.start(), m.end(), self.score))
             if case == "mixed":
@@ -111,6 +116,13 @@ class AddressRecognizer(ProjectRecognizer):
                 if place and not any(s <= place[0] < e for s, e, _ in out):
                     out.append((place[0], place[1], self.place_score))
         return [self._result("LOCATION", s, e, sc) for s, e, sc in out]
+
+    def _street_words_ok(self, surface: str) -> bool:
+        """The street's name words are not function words (``4 at port`` is no address)."""
+        words = [w.lower().rstrip(".") for w in re.findall(_W, surface)]
+        names = [w for w in words if w not in STREET_TYPES_AFTER and w not in _UNIT_LOWER
+                 and w not in ("st", "nd", "rd", "th")]
+        return not any(w in self.stop for w in names)
 
     def _name_run(self, text: str, pos: int, case: str, max_words: int = 4):
         """Start/end of a run of place-name words at ``pos`` (connectors allowed inside)."""

@@ -30,7 +30,7 @@ class CpaasIdRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=list(self.ENTITIES), name="CpaasIdRecognizer",
                          supported_language=supported_language, context=list(context or ()))
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         if len(text) >= 34:
             for m in _SID.finditer(text):

@@ -21,7 +21,7 @@ class CardNumberRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["CREDIT_CARD"], name="CardNumberRecognizer",
                          supported_language=supported_language)
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)

@@ -30,7 +30,7 @@ class IbanGroupsRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["IBAN_CODE"], name="IbanGroupsRecognizer",
                          supported_language=supported_language)
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)

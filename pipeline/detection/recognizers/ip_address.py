@@ -20,7 +20,7 @@ class IpAddressRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["IP_ADDRESS"], name="IpAddressRecognizer",
                          supported_language=supported_language)
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         if "." in text:
             for m in _V4.finditer(text):

@@ -25,7 +25,7 @@ class NerRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=list(entities), name="NerRecognizer",
                          supported_language=supported_language)
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         if nlp_artifacts is None:
             return []
         out = []

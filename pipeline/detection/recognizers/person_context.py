@@ -75,7 +75,7 @@ class PersonContextRecognizer(ProjectRecognizer):
             return False
         return True
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         case = text_case(text)
         out = []
         if self._before is not None:

@@ -29,7 +29,8 @@ _CANDIDATE = re.compile(
     re.VERBOSE,
 )
 _ORDINAL_AFTER = re.compile(r"\s?(?:st|nd|rd|th)\b", re.IGNORECASE)
-_DATE = re.compile(r"^(?:\d{4}[.\-]\d{1,2}[.\-]\d{1,2}|\d{1,2}[.\-]\d{1,2}[.\-]\d{2,4})$")
+_DATE = re.compile(r"^(?:\d{4}[.\-]\d{1,2}[.\-]\d{1,2}|\d{1,2}[.\-]\d{1,2}[.\-]\d{2,4})(?!\d)")
+_TIME_AFTER = re.compile(r"[:h]\d")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _SSN = re.compile(r"^\d{3}-\d{2}-\d{4}$")
 _AMOUNT = re.compile(r"^\d{1,3}(?:[.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{1,2}$")
@@ -62,7 +63,7 @@ class PhoneNumberRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneNumberRecognizer",
                          supported_language=supported_language, context=list(context))
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         for m in _CANDIDATE.finditer(text):
             start, end = m.start(), m.end()
@@ -84,7 +85,7 @@ class PhoneNumberRecognizer(ProjectRecognizer):
                 continue
             if end < len(text) and text[end].isalpha() and ndig < 10:
                 continue
-            if _ORDINAL_AFTER.match(text, end):
+            if _ORDINAL_AFTER.match(text, end) or _TIME_AFTER.match(text, end):
                 continue
             if _CURRENCY_BEFORE.search(before):
                 continue

@@ -24,7 +24,7 @@ class SsnRecognizer(ProjectRecognizer):
         super().__init__(supported_entities=["US_SSN"], name="SsnRecognizer",
                          supported_language=supported_language, context=list(context or ()))
 
-    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+    def analyze(self, text, entities, nlp_artifacts=None):
         out = []
         for m in _CANDIDATE.finditer(text):
             area, sep, group, serial = m.group(1), m.group(2), m.group(3), m.group(4)
