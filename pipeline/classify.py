@@ -84,7 +84,8 @@ class SecretHasher:
 class FieldDecider:
     """Steps 1 and 2 (rules, secrets by name, name hints), cached per normalised path."""
 
-    __slots__ = ("policy", "_cache", "_secret_names", "_hint_index", "_max_cache")
+    __slots__ = ("policy", "_cache", "_secret_names", "_hint_index", "_max_cache", "_generic",
+                 "_qualifiers")
 
     def __init__(self, policy: Policy, max_cache: int = 200_000):
         self.policy = policy
@@ -94,6 +95,11 @@ class FieldDecider:
         for hint in policy.name_hints:
             for name in hint.names:
                 self._hint_index.setdefault(name, (hint.category, hint.entity))
+        self._generic = frozenset(policy.name_context.generic)
+        self._qualifiers: dict[str, str] = {}
+        for q in policy.name_context.qualifiers:
+            for tok in q.tokens:
+                self._qualifiers.setdefault(tok, q.category)
         self._max_cache = max_cache
 
     def decide(self, family: str, cloudevents: bool, norm: tuple[str, ...]) -> Decision | None:
@@ -119,7 +125,7 @@ class FieldDecider:
                 if rule is not None:
                     return _rule_decision(rule)
         name = _last_key(norm)
-        if name is not None and (name in self._secret_names or name.rsplit("_", 1)[-1] in self._secret_names):
+        if name is not None and self.is_secret_name(name):
             return Decision("account", "rule", "secrets", secret=True)
         fam = policy.families.get(family)
         if fam is not None:
@@ -129,14 +135,74 @@ class FieldDecider:
         rule = _first_rule(policy.common_rules, norm)
         if rule is not None:
             return _rule_decision(rule)
-        if name is None:
+        return self.hint(norm)
+
+    def is_secret_name(self, name: str) -> bool:
+        """A normalised key naming a credential: listed whole, or by its last token or its
+        last two tokens (``sip_auth_password``, ``x_api_key``)."""
+        names = self._secret_names
+        if name in names:
+            return True
+        toks = name.rsplit("_", 2)
+        return toks[-1] in names or (len(toks) > 1 and f"{toks[-2]}_{toks[-1]}" in names)
+
+    def hint(self, norm: tuple[str, ...]) -> Decision | None:
+        """Step 2, name hints for a field no rule knows (issue 5).
+
+        The exact normalised name first (``first_name``); then its tokens right to left,
+        each as a two-token phrase with the token before it (``card_number``) and alone,
+        plural ``s`` dropped; a content hint counts only for the last token. A generic token (``name``, ``city``, ``id``, ``url``) is
+        decided by the nearest qualifier before it in the name, else in the parent key
+        (``/billing/city`` -> account, ``/campaign/name`` and ``chan_name`` -> usage), else
+        by its own hint; a generic token without a hint is skipped.
+        """
+        keys = [seg for seg in norm if seg != "#"]
+        if not keys:
             return None
-        hit = self._hint_index.get(name)
-        if hit is None:
-            hit = self._hint_index.get(name.rsplit("_", 1)[-1])
-        if hit is None:
-            return None
-        return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
+        name = keys[-1]
+        hints = self._hint_index
+        hit = None if name in self._generic else hints.get(name)
+        if hit is not None:
+            return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
+        tokens = [t for t in name.split("_") if t]
+        parent = keys[-2].split("_") if len(keys) > 1 else []
+        for i in range(len(tokens) - 1, -1, -1):
+            tok = tokens[i]
+            if i > 0:
+                hit = hints.get(f"{tokens[i - 1]}_{tok}")
+                if hit is not None:
+                    return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
+            base = _singular(tok)
+            if tok in self._generic or base in self._generic:
+                qual = self._qualifier(tokens[:i], parent, base in _ID_TOKENS)
+                if qual is not None:
+                    return Decision(qual, "name", f"name:{qual}")
+            hit = hints.get(tok) or hints.get(base)
+            # a content word that only modifies the name (message_intent, body_length) does
+            # not make the field content: only the last token can
+            if hit is not None and (hit[0] != "content" or i == len(tokens) - 1):
+                return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
+        return None
+
+    def _qualifier(self, before: list[str], parent: list[str], is_id: bool) -> str | None:
+        """The category of the nearest qualifier; an id of content (``recording_sid``) is a
+        log reference, so content qualifiers do not apply to id tokens."""
+        quals = self._qualifiers
+        for tok in [*reversed(before), *reversed(parent)]:
+            cat = quals.get(tok) or quals.get(_singular(tok))
+            if cat is not None and not (is_id and cat == "content"):
+                return cat
+        return None
+
+
+#: Generic tokens that name identifiers: never content whatever they identify.
+_ID_TOKENS = frozenset({"id", "sid", "uuid"})
+
+
+def _singular(token: str) -> str:
+    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        return token[:-1]
+    return token
 
 
 def _first_rule(rules: Sequence[FieldRule], norm: tuple[str, ...]) -> FieldRule | None:
@@ -258,6 +324,8 @@ class Classifier:
             decision = decide(family, cloudevents, norm)
             if decision is None:
                 decision = self._decide_by_value(value, vh, default_cat)
+            elif decision.source == "name" and decision.category != "account" and isinstance(value, str):
+                decision = self._strong_value(decision, value, vh)
             entry = {"category": decision.category, "source": decision.source, "rule": decision.rule,
                      "entities": []}
             if decision.secret:
@@ -288,6 +356,21 @@ class Classifier:
         env.update({"fields": fields, "categories": categories, "routes": [],
                     "schema_errors": schema_errors, "record": record})
         return env
+
+    def _strong_value(self, decision: Decision, value: str, vh) -> Decision:
+        """A name hint is weaker than unambiguous value evidence: an email or an account id
+        in a field whose name says usage or content is account data, and a media or
+        recording URL in a field whose name says usage is content (issue 5)."""
+        if "@" in value or value[:2] in vh.account_sid_prefixes or (
+                decision.category == "usage" and ("://" in value or "." in value)):
+            kind, prefix = value_kind(value, vh.free_text_min_words)
+            if kind == "email":
+                return Decision(vh.email, "detector", "value:email", entity="EMAIL_ADDRESS")
+            if kind == "sid" and prefix in vh.account_sid_prefixes:
+                return Decision("account", "detector", "value:account_sid")
+            if kind == "media_url" and decision.category == "usage":
+                return Decision(vh.media_url, "detector", "value:media_url", entity="URL")
+        return decision
 
     def _decide_by_value(self, value, vh, default_cat: str) -> Decision:
         if isinstance(value, str) and value.startswith(self._secret_prefixes):

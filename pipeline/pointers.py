@@ -14,7 +14,10 @@ from functools import lru_cache
 _CAMEL_1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
-_TRAILING_INDEX = re.compile(r"(?<=[a-z])_?\d+$")
+# An index of one or two digits after a letter (MediaUrl0, media_url_12, card_last4); not
+# sha256, nor a short word with its digits (ipv4, md5, mp3).
+_TRAILING_INDEX = re.compile(r"(?<=[a-z])_?\d{1,2}$")
+_SHORT_WORD = re.compile(r"^[a-z]{1,3}\d{1,2}$")
 
 
 def escape(segment: str) -> str:
@@ -42,14 +45,16 @@ def join(segments: list[str] | tuple[str, ...]) -> str:
 @lru_cache(maxsize=65536)
 def normalise_name(name: str) -> str:
     """Normalise a key's case style: ``MessageSid``, ``messageSid``, ``message-sid`` ->
-    ``message_sid``; a trailing index is dropped (``MediaUrl0`` -> ``media_url``);
+    ``message_sid``; a trailing index of one or two digits is dropped (``MediaUrl0`` ->
+    ``media_url``; ``sha256``, ``ipv4`` stay);
     an all-digit segment (array index) -> ``#``."""
     if name.isdigit():
         return "#"
     s = _CAMEL_1.sub(r"\1_\2", name)
     s = _CAMEL_2.sub(r"\1_\2", s)
     s = _NON_WORD.sub("_", s).strip("_").lower()
-    s = _TRAILING_INDEX.sub("", s)
+    if not _SHORT_WORD.match(s):
+        s = _TRAILING_INDEX.sub("", s)
     return s or "_"
 
 
@@ -75,14 +80,14 @@ def walk_leaves(record, prefix: str = "") -> Iterator[tuple[str, tuple[str, ...]
 
 
 def compile_glob(pattern: str) -> tuple[str, ...]:
-    """A pointer glob -> normalised segments. ``*`` is one segment, ``**`` zero or more;
-    other segments are normalised like field names, so ``/MediaUrl*`` is not needed:
+    """A pointer glob -> normalised segments. ``*`` is one segment, ``**`` zero or more,
+    ``#`` one array index (``/media/#/url``); other segments are normalised like field names, so ``/MediaUrl*`` is not needed:
     ``/media_url`` already matches ``/MediaUrl0``."""
     if not pattern.startswith("/"):
         raise ValueError("a field pattern is a JSON Pointer glob starting with '/'")
     out = []
     for seg in split(pattern):
-        out.append(seg if seg in ("*", "**") else normalise_name(seg))
+        out.append(seg if seg in ("*", "**", "#") else normalise_name(seg))
     return tuple(out)
 
 

@@ -14,6 +14,7 @@ from pipeline.anonymise import Anonymiser
 from pipeline.classify import Classifier, ClassifyInput
 from pipeline.codec import decode_object, encode
 from pipeline.deadletter import build_deadletter
+from pipeline.drift import DriftMonitor
 from pipeline.errors import DecodeError
 from pipeline.logsafety import cap_text_logging_libraries
 from pipeline.policy import Policy, load_policy
@@ -45,8 +46,8 @@ class Processor:
             schema_check=schema_check,
         )
         self.router = Router(policy, self.topics)
-        self.anonymiser = Anonymiser(
-            policy, settings.pseudonym_key.get_secret_value().encode(), settings.pseudonym_key_id)
+        self.drift = DriftMonitor.from_policy(policy)
+        self.anonymiser = Anonymiser.from_settings(policy, settings)
         self.max_bytes = settings.producer_max_request_size
         self.input_topics: dict[str, str] = self.topics.input_families()
 
@@ -143,6 +144,7 @@ class Processor:
         outcome = "deletion" if self.router.is_deletion(env) else "classified"
         outputs = [self._fit(rec, o) for o in outputs]
         stats = _stats(env, outputs)
+        stats.drift.update(self.drift.check_envelope(env))
         return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env)
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
@@ -200,7 +202,8 @@ class Processor:
             key = anon["account_id"].encode() if anon.get("account_id") else rec.key
             headers = (("event-id", str(anon["event_id"]).encode()),
                        ("privacy-categories", ",".join(anon.get("categories", [])).encode()),
-                       ("privacy-entities", b""),
+                       ("privacy-entities", ",".join(sorted({t for f in anon["fields"].values()
+                                                             for t in f["entities"]})).encode()),
                        ("privacy-policy", str(anon["policy_version"]).encode()),
                        ("envelope-version", b"1"))
             out = self._fit(rec, OutputMessage(self.topics.anonymised, key, encode(anon), headers))

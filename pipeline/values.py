@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import unquote
 
-_EMAIL = re.compile(r"^[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+$")
+_EMAIL = re.compile(r"^(?:mailto:)?[\w.!#$%&'*+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}$")
 _PHONE = re.compile(r"^(?:tel:|whatsapp:|sms:)?\+?\(?\d[\d\s().\-]{5,20}\d$")
 _URL = re.compile(r"^(?:https?|ftp|wss?)://\S+$", re.I)
 _MEDIA_URL = re.compile(
@@ -23,7 +24,14 @@ _TIMESTAMP = re.compile(
     r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} \w{3} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$|"
     r"^\d{10}(?:\d{3})?$"
 )
+_MEDIA_FILE = re.compile(
+    r"^[^\s:]*[\w-]\.(?:jpe?g|png|gif|webp|heic|bmp|mp3|wav|ogg|oga|opus|amr|m4a|aac|mp4|3gpp?|mov|webm|pdf|vcf)$",
+    re.I,
+)
 _SID = re.compile(r"^([A-Z]{2})[0-9a-fA-F]{32}$")
+_HEX_ID = re.compile(r"^(?=[^g-z]*\d)(?:0x)?[0-9a-fA-F]{8,}$|^[0-9a-fA-F]{8,}(?:[-:][0-9a-fA-F]{2,})+$")
+_PCT = re.compile(r"%[0-9A-Fa-f]{2}")
+_BOOL_WORDS = frozenset({"true", "false"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NUMERIC = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _WORD = re.compile(r"[^\W\d_]{2,}")
@@ -35,8 +43,11 @@ def value_kind(value, min_words: int = 3) -> tuple[str, str | None]:
     Returns ``(kind, sid_prefix)`` where ``kind`` is one of ``email``, ``phone``,
     ``media_url``, ``url``, ``ip``, ``timestamp``, ``sid``, ``number``, ``boolean``,
     ``free_text`` or ``other``; ``sid_prefix`` is the two-letter prefix for ``sid``.
-    ``null`` counts as ``boolean`` (it carries no data); digit-only strings as
-    ``number`` or ``timestamp`` (10 or 13 digits: epoch seconds or milliseconds).
+    ``null``, ``""`` and ``"true"``/``"false"`` count as ``boolean``; digit-only strings
+    as ``number`` or ``timestamp`` (10 or 13 digits: epoch seconds or milliseconds).
+    URL-encoded values are decoded once first. ``media_url`` includes media file paths
+    and names (``/var/spool/recordings/x.wav``); ``sid`` includes UUIDs and opaque hex
+    ids of 8+ digits (message ids, hashes).
     """
     if value is None or isinstance(value, bool):
         return "boolean", None
@@ -47,26 +58,36 @@ def value_kind(value, min_words: int = 3) -> tuple[str, str | None]:
     s = value.strip()
     if not s:
         return "boolean", None
+    if len(s) <= 5 and s.lower() in _BOOL_WORDS:
+        return "boolean", None
+    if "%" in s and _PCT.search(s):  # URL-encoded (FreeSWITCH CDR variables, form bodies)
+        decoded = unquote(s)
+        if decoded != s:
+            return value_kind(decoded, min_words)
     if len(s) <= 320 and "@" in s and _EMAIL.match(s):
         return "email", None
     if _TIMESTAMP.match(s):
         return "timestamp", None
     if _NUMERIC.match(s):
         return "number", None
+    if (":" in s or "." in s) and len(s) <= 45 and " " not in s and _is_ip(s):
+        return "ip", None
     if len(s) <= 40 and _PHONE.match(s):
         digits = sum(c.isdigit() for c in s)
         if 7 <= digits <= 15:
             return "phone", None
     if "://" in s and _URL.match(s):
         return ("media_url" if _MEDIA_URL.search(s) else "url"), None
+    if len(s) <= 260 and "." in s and " " not in s and _MEDIA_FILE.match(s):
+        return "media_url", None  # a media file path or name (a recording, an attachment)
     m = _SID.match(s)
     if m:
         return "sid", m.group(1)
-    if _UUID.match(s):
+    if _UUID.match(s) or (len(s) <= 130 and _HEX_ID.match(s)):
         return "sid", None
     if (":" in s or "." in s) and len(s) <= 45 and _is_ip(s):
         return "ip", None
-    if len(_WORD.findall(s)) >= min_words:
+    if len(s.split()) >= min_words and len(_WORD.findall(s)) >= min_words:
         return "free_text", None
     return "other", None
 

@@ -112,6 +112,59 @@ class NameHint(_Strict):
         return [normalise_name(v) for v in value]
 
 
+class NameQualifier(_Strict):
+    """Qualifier tokens that decide a generic name: ``tokens`` (normalised words) mean
+    ``category`` when they qualify a generic last token (``billing`` in ``/billing/city``,
+    ``app`` in ``app_name``)."""
+
+    category: Category
+    tokens: list[str] = Field(min_length=1)
+    cites: str
+
+    @field_validator("tokens")
+    @classmethod
+    def _norm(cls, value: list[str]) -> list[str]:
+        return [normalise_name(v) for v in value]
+
+
+class NameContextSpec(_Strict):
+    """Parent-key and qualifier context for name hints (issue 5).
+
+    A field name's tokens are read right to left. A ``generic`` token (``name``, ``city``,
+    ``id``, ``url``...) means little alone: the nearest qualifier before it in the same name,
+    else in the parent key (``/billing/city``, ``/campaign/name``, ``chan_name``), decides
+    through ``qualifiers``; without one, the token's own name hint applies, and a generic
+    token without a hint is skipped (``url``: the value decides)."""
+
+    generic: list[str] = Field(default_factory=list)
+    qualifiers: list[NameQualifier] = Field(default_factory=list)
+    cites: str = "the name hints' sections"
+
+    @field_validator("generic")
+    @classmethod
+    def _norm(cls, value: list[str]) -> list[str]:
+        return [normalise_name(v) for v in value]
+
+
+class DriftSpec(_Strict):
+    """Drift watch (issue 5): a sample (``sample_every``-th observation) of the values of
+    fields a rule calls usage is checked for personal data (``checks``: email, phone,
+    person); a rule whose last ``window`` samples hold PII in more than ``threshold`` of
+    them (at least ``min_samples`` seen) is drifting: counted and logged with the rule name
+    and the masked pointer, never the value. A rule that declares the entity (``/to`` is a
+    PHONE_NUMBER) is not drifting for holding it; ``exempt`` lists checks a rule skips
+    (city names of numbers look like person names)."""
+
+    enabled: bool = True
+    window: int = Field(200, ge=1)
+    threshold: float = Field(0.05, ge=0.0, le=1.0)
+    sample_every: int = Field(1, ge=1)
+    min_samples: int = Field(20, ge=1)
+    checks: list[Literal["email", "phone", "person"]] = Field(default_factory=lambda: ["email", "phone", "person"])
+    exempt: dict[str, list[Literal["email", "phone", "person"]]] = Field(default_factory=dict)
+    cites: str = "N-usage, N-account: usage fields must not carry account data or content"
+
+
 class SecretsSpec(_Strict):
     """Credentials (passwords, auth tokens, API keys, signatures, auth headers): account data
     no route forwards in clear (DESIGN.md). ``action`` ``hash`` replaces the value by a keyed
@@ -156,11 +209,13 @@ class DefaultSpec(_Strict):
 
 
 class DirectionSpec(_Strict):
-    """Which records are outbound (sent by the customer to an end user): a value of one of
-    the ``fields`` (normalised names) starting with one of ``outbound_prefixes``."""
+    """Which records are outbound (sent by the customer to an end user) or inbound: a value
+    of one of the ``fields`` (normalised names) starting with one of ``outbound_prefixes``
+    or ``inbound_prefixes`` (case-insensitive). A record with neither has no direction."""
 
     fields: list[str]
     outbound_prefixes: list[str]
+    inbound_prefixes: list[str] = Field(default_factory=lambda: ["inbound", "mo"])
 
     @field_validator("fields")
     @classmethod
@@ -168,22 +223,138 @@ class DirectionSpec(_Strict):
         return [normalise_name(v) for v in value]
 
 
+Direction = Literal["outbound", "inbound"]
+
+
 class CarrierSpec(_Strict):
-    """The carrier projection: per family, the allow-listed field globs. Anything tagged
-    account or secret is withheld whatever the allow-list says (notice: carrier sharing)."""
+    """The carrier projection (``privacy.carrier.v1``): per family and direction, the
+    allow-listed field globs. A family's value is either a list (outbound only) or a mapping
+    ``{outbound: [...], inbound: [...]}``. Anything tagged account or secret is withheld
+    whatever the allow-list says (notice: carrier sharing)."""
 
     families: list[str]
     direction: DirectionSpec
-    allow: dict[str, list[str]]
+    allow: dict[str, dict[Direction, list[str]]]
     cites: str
     _compiled: dict = PrivateAttr(default_factory=dict)
 
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _per_direction(cls, value):
+        if isinstance(value, dict):
+            return {fam: ({"outbound": globs} if isinstance(globs, list) else globs)
+                    for fam, globs in value.items()}
+        return value
+
+    @field_validator("allow")
+    @classmethod
+    def _globs(cls, value: dict) -> dict:
+        for per_dir in value.values():
+            for globs in per_dir.values():
+                for pattern in globs:
+                    compile_glob(pattern)
+        return value
+
+    @model_validator(mode="after")
+    def _known_families(self) -> "CarrierSpec":
+        extra = sorted(set(self.allow) - set(self.families))
+        if extra:
+            raise ValueError(f"allow names families not in carrier.families: {', '.join(extra)}")
+        return self
+
     def model_post_init(self, __context) -> None:
-        self._compiled = {f: tuple(compile_glob(p) for p in ps) for f, ps in self.allow.items()}
+        self._compiled = {(f, d): tuple(compile_glob(p) for p in ps)
+                          for f, per_dir in self.allow.items() for d, ps in per_dir.items()}
+
+    def compiled_for(self, family: str, direction: str | None) -> tuple[tuple[str, ...], ...]:
+        """The compiled allow-list of a family and direction (empty when none)."""
+        return self._compiled.get((family, direction), ())
+
+
+class MarkerSpec(_Strict):
+    """A record marker: a top-level (or CloudEvents ``/data``) field named in ``fields``
+    (normalised) whose value is one of ``values`` (case-insensitive)."""
+
+    fields: list[str] = Field(min_length=1)
+    values: list[str] = Field(min_length=1)
+
+    @field_validator("fields")
+    @classmethod
+    def _norm(cls, value: list[str]) -> list[str]:
+        return [normalise_name(v) for v in value]
+
+    @field_validator("values")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
+
+
+class CarrierAddressSpec(_Strict):
+    """Regulatory address sharing (``privacy.carrier.address.v1``): only events of
+    ``families`` carrying the explicit provisioning ``marker``; the ``allow`` globs (address
+    fields, the number being provisioned) are sent even though tagged account; secrets
+    never. Every such event is audited (``privacy.audit.v1``), shared or not."""
+
+    families: list[str] = Field(default_factory=lambda: ["account"])
+    marker: MarkerSpec
+    allow: list[str] = Field(min_length=1)
+    cites: str
+    _compiled: tuple = PrivateAttr(default=())
+
+    @field_validator("allow")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            compile_glob(pattern)
+        return value
+
+    def model_post_init(self, __context) -> None:
+        self._compiled = tuple(compile_glob(p) for p in self.allow)
 
     @property
-    def compiled(self) -> dict[str, tuple[tuple[str, ...], ...]]:
+    def compiled(self) -> tuple[tuple[str, ...], ...]:
         return self._compiled
+
+
+class RedactionSpec(_Strict):
+    """Message redaction in the style of Twilio's: ``content: discard`` blanks content
+    fields, ``address: obfuscate`` replaces the last four digits of the non-platform number
+    (``address_fields`` per direction: ``to`` of an outbound record, ``from`` of an inbound
+    one, both when the direction is unknown) by ``X``. Applied to the stored routes named in
+    ``apply_to`` (``retention``, ``anonymise``), never to the carrier (it must deliver).
+    Decided by the policy default, then per account (``accounts``), then per record
+    (``flags``: ``ContentRetention: discard``, ``AddressRetention: obfuscate``); the
+    strictest wins."""
+
+    content: Literal["retain", "discard"] = "retain"
+    address: Literal["retain", "obfuscate"] = "retain"
+    accounts: dict[str, dict[Literal["content", "address"], str]] = Field(default_factory=dict)
+    flags: dict[Literal["content", "address"], MarkerSpec] = Field(default_factory=dict)
+    address_fields: dict[Direction, list[str]] = Field(
+        default_factory=lambda: {"outbound": ["/**/to"], "inbound": ["/**/from"]})
+    apply_to: list[Literal["retention", "anonymise"]] = Field(
+        default_factory=lambda: ["retention", "anonymise"])
+    cites: str = "N-content, N-usage: customer-requested redaction"
+    _compiled: dict = PrivateAttr(default_factory=dict)
+
+    @field_validator("accounts")
+    @classmethod
+    def _account_values(cls, value: dict) -> dict:
+        allowed = {"content": ("retain", "discard"), "address": ("retain", "obfuscate")}
+        for options in value.values():
+            for key, v in options.items():
+                if v not in allowed[key]:
+                    raise ValueError(f"{key} must be one of {', '.join(allowed[key])}, not {v!r}")
+        return value
+
+    def model_post_init(self, __context) -> None:
+        self._compiled = {d: tuple(compile_glob(p) for p in ps) for d, ps in self.address_fields.items()}
+
+    def address_globs(self, direction: str | None) -> tuple[tuple[str, ...], ...]:
+        """Globs of the non-platform number fields for a direction (both when unknown)."""
+        if direction is None:
+            return tuple(g for gs in self._compiled.values() for g in gs)
+        return self._compiled.get(direction, ())
 
 
 class DeletionSpec(_Strict):
@@ -201,33 +372,66 @@ class DeletionSpec(_Strict):
 
 
 class RoutesSpec(_Strict):
-    """Which families feed the anonymisation route, the carrier projection, deletions."""
+    """Which families feed the anonymisation route, the carrier projection, regulatory
+    address sharing (``None``: off), redaction options, deletions."""
 
     anonymise_families: list[str] = Field(default_factory=lambda: ["message", "call"])
     carrier: CarrierSpec
+    carrier_address: CarrierAddressSpec | None = None
+    redaction: RedactionSpec = RedactionSpec()
     deletion: DeletionSpec
     cites: str
 
 
-class OperatorSpec(_Strict):
-    """An anonymisation operator (presidio-anonymizer names plus the project's own):
-    ``replace`` (``<ENTITY_TYPE>``), ``redact``, ``mask`` (keep ``keep_last`` chars),
-    ``pseudonymise`` (keyed HMAC-SHA256, scoped per account and ``purpose``),
-    ``truncate_ip`` (/24 IPv4, /48 IPv6)."""
+OperatorName = Literal["replace", "redact", "mask", "pseudonymise", "encrypt", "truncate_ip", "keep"]
+#: Operators strong enough for account fields and secrets (never in clear).
+CONCEALING_OPERATORS = ("replace", "redact", "pseudonymise", "encrypt")
 
-    operator: Literal["replace", "redact", "mask", "pseudonymise", "truncate_ip", "keep"]
-    keep_last: int = 0
-    purpose: str = "analytics"
+
+class OperatorSpec(_Strict):
+    """An anonymisation operator (applied through presidio-anonymizer; see
+    ``pipeline/anonymise.py``): ``replace`` (``<ENTITY_TYPE>``), ``redact`` (removed from
+    text; ``null`` for a whole field), ``mask`` (letters and digits by ``masking_char``
+    except the last ``keep_last``, never more than half), ``pseudonymise`` (keyed
+    HMAC-SHA256 scoped per account and ``purpose``, with key id), ``encrypt`` (AES-SIV,
+    deterministic and reversible by ``deanonymise``, with key id), ``truncate_ip`` (/24
+    IPv4, /48 IPv6), ``keep``."""
+
+    operator: OperatorName
+    keep_last: int = Field(0, ge=0)
+    masking_char: str = Field("*", min_length=1, max_length=1)
+    purpose: str = Field("analytics", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 class AnonymisationSpec(_Strict):
-    """Operators per entity type for text spans and structured fields, and per category for
-    fields without an entity (account fields and secrets never appear in clear)."""
+    """Operators per entity type for text spans and structured fields with an entity, per
+    category for fields without one, for secrets, and for the envelope's ``account_id``.
+    Account fields and secrets never appear in clear: their operators must conceal."""
 
     entity_operators: dict[str, OperatorSpec]
     default_entity_operator: OperatorSpec = OperatorSpec(operator="replace")
     category_operators: dict[Category, OperatorSpec]
+    secret_operator: OperatorSpec = OperatorSpec(operator="redact")
+    account_id_operator: OperatorSpec = OperatorSpec(operator="pseudonymise", purpose="account")
     cites: str
+
+    @model_validator(mode="after")
+    def _conceal_account(self) -> "AnonymisationSpec":
+        account = self.category_operators.get("account")
+        if account is None:
+            raise ValueError("category_operators must define account")
+        for name, op in (("category_operators.account", account), ("secret_operator", self.secret_operator),
+                         ("account_id_operator", self.account_id_operator)):
+            if op.operator not in CONCEALING_OPERATORS:
+                raise ValueError(f"{name} must be one of {', '.join(CONCEALING_OPERATORS)} "
+                                 f"(account data never in clear), not {op.operator!r}")
+        return self
+
+    def uses(self, operator: str) -> bool:
+        """Whether any operator of the section is ``operator``."""
+        ops = [*self.entity_operators.values(), self.default_entity_operator,
+               *self.category_operators.values(), self.secret_operator, self.account_id_operator]
+        return any(o.operator == operator for o in ops)
 
 
 class Policy(_Strict):
@@ -243,6 +447,8 @@ class Policy(_Strict):
     cloudevents_rules: list[FieldRule] = Field(default_factory=list)
     secrets: SecretsSpec
     name_hints: list[NameHint] = Field(default_factory=list)
+    name_context: NameContextSpec = Field(default_factory=NameContextSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     value_hints: ValueHints
     default: DefaultSpec
     routes: RoutesSpec
