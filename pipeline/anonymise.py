@@ -1,42 +1,201 @@
-"""Anonymisation of envelopes for analytics (``privacy.anonymise.v1`` -> ``privacy.anonymised.v1``).
+"""Anonymisation of envelopes for analytics (``privacy.anonymise.v1`` -> ``privacy.anonymised.v1``)
+and authorised re-identification of what the policy encrypts (``deanonymise``).
 
 Operators come from the policy's ``anonymisation`` section (notice N-anon: data kept for
-analysis survives only "in an anonymized form that does not specifically identify you"):
-- text fields: each entity span goes through its entity type's operator, applied by
-  presidio-anonymizer (overlapping spans are merged by Presidio, so no nested or broken
-  placeholders; offsets are code points);
-- structured fields with a declared entity: the same operator on the span;
-- fields without entities: the category's operator (account -> redacted; secrets never
-  appear in clear).
-``pseudonymise`` is a keyed HMAC-SHA256 scoped per customer account and purpose:
-``<TYPE:ps:<key id>:<16 hex>>``; the same value gives the same pseudonym within a scope and
-different ones across scopes.
+analysis survives only "in an anonymized form that does not specifically identify you") and
+run through presidio-anonymizer: its ``replace``, ``redact`` and ``keep``, plus the project's
+own operators registered with the engine (:class:`PseudonymiseOperator`,
+:class:`EncryptOperator`, :class:`MaskOperator`, :class:`TruncateIpOperator`).
+
+==============  ===========================================  ===============================
+operator        text span / structured value                 whole field without entity
+==============  ===========================================  ===============================
+replace         ``<ENTITY_TYPE>``                            ``<ENTITY_TYPE>`` / ``<ACCOUNT>``
+redact          removed (``""``)                             ``null``
+mask            ``****-****-****-0004`` (keep_last=4)        same on the string
+pseudonymise    ``<PHONE_NUMBER:ps:k1:3f2a...>`` (16 hex)    same
+encrypt         ``<PHONE_NUMBER:enc:m1:base64url>`` AES-SIV  same
+truncate_ip     ``203.0.113.0/24``, ``2001:db8:1::/48``      same
+keep            unchanged                                    unchanged
+==============  ===========================================  ===============================
+
+- Fields are anonymised by their tags: a secret gets ``secret_operator``; an account field
+  the ``account`` category operator (both must conceal: replace, redact, pseudonymise or
+  encrypt); a field with entities (declared by a rule, like ``/to`` PHONE_NUMBER or ``/ip``
+  IP_ADDRESS, or detected in text) gets each span's entity operator; anything else its
+  category operator. The envelope's ``account_id`` gets ``account_id_operator``, and any
+  copy of the raw account id left inside a kept string (``/uri``) is replaced by it.
+- Overlapping or nested spans are resolved here, before Presidio: each group of overlapping
+  spans becomes one replacement, made by the most concealing operator of the group
+  (redact > replace > pseudonymise > encrypt > mask > truncate_ip > keep; then the longest
+  span, then the highest score) on **exactly its own original text**; the rest of the group
+  is dropped (kept only when every other span of the group is ``keep``). So there are no
+  nested or broken placeholders, and ``5500-0000-0000-0004.io`` with a card and a domain
+  overlapping gives ``<CREDIT_CARD>``, the card operator having received the card number.
+- Keys that are data themselves (``/tags/+14155550123``: a phone number, email, IP or a run
+  of 7+ digits) are renamed to their pseudonym, in the record and in ``fields``.
+- Offsets are Unicode code points (Python ``str`` indices), as in the envelope: an emoji
+  before an entity never shifts a mask.
+- Pseudonyms: HMAC-SHA256 over ``purpose``, account scope, entity type and the normalised
+  value (phone numbers: digits only; emails: lower case), key from settings, key id in the
+  output. Same value, same scope -> same pseudonym; another account or purpose -> another.
+- Ciphertexts: AES-SIV (RFC 5297, deterministic) with the entity type as associated data,
+  key derived by HKDF-SHA256 from the master key, key id in the output; retired keys stay
+  readable by id (``Settings.master_old_keys``).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
+import re
+from collections.abc import Mapping
+
+from presidio_anonymizer.operators import Operator, OperatorType
 
 from pipeline import pointers
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.policy.model import OperatorSpec, Policy
 
-REDACTED = "<REDACTED>"
+#: Operator strength for overlapping spans: the highest takes the overlap.
+OPERATOR_RANK = {"redact": 6, "replace": 5, "pseudonymise": 4, "encrypt": 3, "mask": 2,
+                 "truncate_ip": 1, "keep": 0}
+
+_RESIDUE = "__OVERLAP_RESIDUE__"
+_TOKEN_RE = re.compile(r"<([A-Z][A-Z0-9_]*):enc:([A-Za-z0-9_.-]+):([A-Za-z0-9_-]+)>")
 
 
+class ReidentificationError(PipelineError):
+    """A token names a key id the key ring does not hold, or fails authentication."""
+
+
+# -- keys -------------------------------------------------------------------------------------
 class Pseudonymiser:
-    """Keyed, scoped pseudonyms. ``key`` bytes, ``key_id`` tags the output for rotation."""
+    """Keyed, scoped pseudonyms: ``<ENTITY:ps:<key id>:<16 hex>>``.
 
-    __slots__ = ("_key", "key_id")
+    ``key`` writes (tagged ``key_id``); ``old_keys`` (id -> key) stay usable to recompute or
+    check pseudonyms made before a rotation (:meth:`matches`)."""
 
-    def __init__(self, key: bytes, key_id: str):
-        self._key, self.key_id = key, key_id
+    __slots__ = ("_keys", "key_id")
 
-    def __call__(self, value: str, *, entity: str, account_id: str | None, purpose: str) -> str:
-        msg = f"{purpose}\x1f{account_id or '-'}\x1f{entity}\x1f{value}".encode("utf-8", "surrogatepass")
-        digest = hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:16]
-        return f"<{entity}:ps:{self.key_id}:{digest}>"
+    def __init__(self, key: bytes, key_id: str, old_keys: Mapping[str, bytes] | None = None):
+        self._keys = dict(old_keys or {})
+        self._keys[key_id] = key
+        self.key_id = key_id
+
+    def __repr__(self) -> str:
+        return f"Pseudonymiser(key_id={self.key_id!r}, key_ids={sorted(self._keys)!r})"
+
+    def __call__(self, value: str, *, entity: str, account_id: str | None, purpose: str,
+                 key_id: str | None = None) -> str:
+        key_id = key_id or self.key_id
+        try:
+            key = self._keys[key_id]
+        except KeyError:
+            raise ReidentificationError(f"no pseudonym key with id {key_id!r}") from None
+        norm = normalise_for_pseudonym(entity, value)
+        msg = f"{purpose}\x1f{account_id or '-'}\x1f{entity}\x1f{norm}".encode("utf-8", "surrogatepass")
+        digest = hmac.new(key, msg, hashlib.sha256).hexdigest()[:16]
+        return f"<{entity}:ps:{key_id}:{digest}>"
+
+    def matches(self, token: str, value: str, *, account_id: str | None, purpose: str) -> bool:
+        """Whether ``token`` is the pseudonym of ``value`` in this scope, under the key id it
+        names (a retired key included)."""
+        m = re.fullmatch(r"<([A-Z][A-Z0-9_]*):ps:([A-Za-z0-9_.-]+):([0-9a-f]{16})>", token)
+        if not m or m.group(2) not in self._keys:
+            return False
+        again = self(value, entity=m.group(1), account_id=account_id, purpose=purpose, key_id=m.group(2))
+        return hmac.compare_digest(again, token)
+
+
+def normalise_for_pseudonym(entity: str, value: str) -> str:
+    """The form a value is pseudonymised in, so ``+1 415 555 0142`` in a body and
+    ``+14155550142`` in ``/to`` join: phone numbers -> digits only; emails -> lower case;
+    anything else stripped."""
+    if entity == "PHONE_NUMBER":
+        digits = "".join(c for c in value if c.isdigit())
+        return digits or value.strip()
+    if entity == "EMAIL_ADDRESS":
+        return value.strip().lower()
+    return value.strip()
+
+
+def derive_siv_key(secret: bytes) -> bytes:
+    """A 512-bit AES-SIV key (AES-256 for both halves) from any secret, by HKDF-SHA256."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=64, salt=None,
+                info=b"privacy-pipeline/aes-siv/v1").derive(secret)
+
+
+class SivCipher:
+    """Deterministic, reversible encryption (AES-SIV) of entity values:
+    ``<ENTITY:enc:<key id>:<base64url>>``. Writes with ``key_id``; reads any id it holds."""
+
+    __slots__ = ("_siv", "key_id")
+
+    def __init__(self, key: bytes, key_id: str, old_keys: Mapping[str, bytes] | None = None):
+        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+        self._siv = {kid: AESSIV(derive_siv_key(k)) for kid, k in (old_keys or {}).items()}
+        self._siv[key_id] = AESSIV(derive_siv_key(key))
+        self.key_id = key_id
+
+    def __repr__(self) -> str:
+        return f"SivCipher(key_id={self.key_id!r}, key_ids={sorted(self._siv)!r})"
+
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._siv)
+
+    def encrypt(self, value: str, *, entity: str) -> str:
+        ct = self._siv[self.key_id].encrypt(value.encode("utf-8", "surrogatepass"), [entity.encode()])
+        b64 = base64.urlsafe_b64encode(ct).rstrip(b"=").decode()
+        return f"<{entity}:enc:{self.key_id}:{b64}>"
+
+    def decrypt(self, token: str) -> str:
+        """The plaintext of one token. Raises :class:`ReidentificationError` for an unknown key id, a
+        token that is not one, or a failed authentication (wrong key, altered value)."""
+        m = _TOKEN_RE.fullmatch(token)
+        if not m:
+            raise ReidentificationError("not an encrypted value")
+        return self._decrypt(m)
+
+    def _decrypt(self, m: re.Match) -> str:
+        from cryptography.exceptions import InvalidTag
+
+        entity, kid, b64 = m.groups()
+        siv = self._siv.get(kid)
+        if siv is None:
+            raise ReidentificationError(f"no master key with id {kid!r}")
+        try:
+            ct = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+            return siv.decrypt(ct, [entity.encode()]).decode("utf-8", "surrogatepass")
+        except (InvalidTag, ValueError):
+            raise ReidentificationError(f"a value under key {kid!r} failed authentication") from None
+
+    def decrypt_text(self, text: str, counts: dict | None = None) -> str:
+        """``text`` with every token this cipher can read replaced by its plaintext; tokens it
+        cannot read stay as they are (counted in ``counts["unknown_key"]`` / ``["invalid"]``)."""
+        if ":enc:" not in text:
+            return text
+
+        def sub(m: re.Match) -> str:
+            try:
+                out = self._decrypt(m)
+            except ReidentificationError as exc:
+                if counts is not None:
+                    kind = "unknown_key" if "no master key" in str(exc) else "invalid"
+                    counts[kind] = counts.get(kind, 0) + 1
+                return m.group(0)
+            if counts is not None:
+                counts["decrypted"] = counts.get("decrypted", 0) + 1
+            return out
+
+        return _TOKEN_RE.sub(sub, text)
 
 
 def truncate_ip(value: str) -> str:
@@ -46,103 +205,372 @@ def truncate_ip(value: str) -> str:
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return "<IP_ADDRESS>"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-class Anonymiser:
-    """Applies the policy's operators to an envelope; see the module docstring."""
+def mask(value: str, keep_last: int = 0, masking_char: str = "*") -> str:
+    """Letters and digits replaced by ``masking_char`` except the last ``keep_last`` of them
+    (never more than half); separators stay, so the shape survives:
+    ``5500-0000-0000-0004`` -> ``****-****-****-0004``."""
+    alnum = [i for i, c in enumerate(value) if c.isalnum()]
+    keep = min(keep_last, len(alnum) // 2)
+    hide = set(alnum[: len(alnum) - keep])
+    return "".join(masking_char if i in hide else c for i, c in enumerate(value))
 
-    def __init__(self, policy: Policy, pseudonym_key: bytes, pseudonym_key_id: str):
+
+# -- presidio-anonymizer operators ----------------------------------------------------------
+class _ProjectOperator(Operator):
+    name = ""
+
+    def operator_name(self) -> str:
+        return self.name
+
+    def operator_type(self) -> OperatorType:
+        return OperatorType.Anonymize
+
+    def validate(self, params: dict | None = None) -> None:
+        return None
+
+
+class PseudonymiseOperator(_ProjectOperator):
+    """params: ``pseudonymiser``, ``entity``, ``account_id``, ``purpose``."""
+
+    name = "pp_pseudonymise"
+
+    def operate(self, text: str, params: dict | None = None) -> str:
+        p = params or {}
+        return p["pseudonymiser"](text, entity=p["entity"], account_id=p.get("account_id"), purpose=p["purpose"])
+
+    def validate(self, params: dict | None = None) -> None:
+        if not callable((params or {}).get("pseudonymiser")):
+            raise ConfigError("pp_pseudonymise needs a pseudonymiser")
+
+
+class EncryptOperator(_ProjectOperator):
+    """params: ``cipher`` (:class:`SivCipher`), ``entity``."""
+
+    name = "pp_encrypt"
+
+    def operate(self, text: str, params: dict | None = None) -> str:
+        p = params or {}
+        return p["cipher"].encrypt(text, entity=p["entity"])
+
+    def validate(self, params: dict | None = None) -> None:
+        if (params or {}).get("cipher") is None:
+            raise ConfigError("the policy uses the encrypt operator but PRIVACY_PIPELINE_MASTER_KEY is not set")
+
+
+class MaskOperator(_ProjectOperator):
+    """params: ``keep_last``, ``masking_char``."""
+
+    name = "pp_mask"
+
+    def operate(self, text: str, params: dict | None = None) -> str:
+        p = params or {}
+        return mask(text, int(p.get("keep_last", 0)), p.get("masking_char", "*"))
+
+
+class TruncateIpOperator(_ProjectOperator):
+    name = "pp_truncate_ip"
+
+    def operate(self, text: str, params: dict | None = None) -> str:
+        return truncate_ip(text)
+
+
+class _FixedOperator(_ProjectOperator):
+    """Returns ``params["value"]``: the precomputed output of an overlap group's winner."""
+
+    name = "pp_fixed"
+
+    def operate(self, text: str, params: dict | None = None) -> str:
+        return (params or {})["value"]
+
+
+# -- the anonymiser -------------------------------------------------------------------------
+class Anonymiser:
+    """Applies the policy's operators to envelopes and texts; see the module docstring."""
+
+    def __init__(self, policy: Policy, pseudonym_key: bytes | Pseudonymiser, pseudonym_key_id: str = "k0",
+                 *, cipher: SivCipher | None = None):
         from presidio_anonymizer import AnonymizerEngine
 
         self.policy = policy
         self.spec = policy.anonymisation
-        self.pseudonymise = Pseudonymiser(pseudonym_key, pseudonym_key_id)
+        self.pseudonymise = (pseudonym_key if isinstance(pseudonym_key, Pseudonymiser)
+                             else Pseudonymiser(pseudonym_key, pseudonym_key_id))
+        self.cipher = cipher
+        if cipher is None and self.spec.uses("encrypt"):
+            raise ConfigError("the policy's anonymisation uses the encrypt operator but "
+                              "PRIVACY_PIPELINE_MASTER_KEY is not set")
         self._engine = AnonymizerEngine()
+        for cls in (PseudonymiseOperator, EncryptOperator, MaskOperator, TruncateIpOperator, _FixedOperator):
+            self._engine.add_anonymizer(cls)
 
+    @classmethod
+    def from_settings(cls, policy: Policy, settings) -> "Anonymiser":
+        """Keys from :class:`~pipeline.settings.Settings`: the pseudonym key and its retired
+        keys; the master key (AES-SIV) and its retired keys when set."""
+        pseudo = Pseudonymiser(
+            settings.pseudonym_key.get_secret_value().encode(), settings.pseudonym_key_id,
+            {k: v.get_secret_value().encode() for k, v in settings.pseudonym_old_keys.items()})
+        return cls(policy, pseudo, cipher=cipher_from_settings(settings, required=False))
+
+    # -- operators ---------------------------------------------------------------------------
     def operator_for(self, entity: str) -> OperatorSpec:
         return self.spec.entity_operators.get(entity, self.spec.default_entity_operator)
 
+    def _config(self, op: OperatorSpec, entity: str, account_id: str | None):
+        from presidio_anonymizer.entities import OperatorConfig
+
+        kind = op.operator
+        if kind == "replace":
+            return OperatorConfig("replace", {"new_value": f"<{entity}>"})
+        if kind == "redact":
+            return OperatorConfig("redact", {})
+        if kind == "keep":
+            return OperatorConfig("keep", {})
+        if kind == "mask":
+            return OperatorConfig("pp_mask", {"keep_last": op.keep_last, "masking_char": op.masking_char})
+        if kind == "pseudonymise":
+            return OperatorConfig("pp_pseudonymise", {"pseudonymiser": self.pseudonymise, "entity": entity,
+                                                      "account_id": account_id, "purpose": op.purpose})
+        if kind == "encrypt":
+            return OperatorConfig("pp_encrypt", {"cipher": self.cipher, "entity": entity})
+        if kind == "truncate_ip":
+            return OperatorConfig("pp_truncate_ip", {})
+        raise ConfigError(f"unknown anonymisation operator {kind!r}")
+
     def apply(self, op: OperatorSpec, text: str, entity: str, account_id: str | None) -> str:
-        """One operator on one entity's exact original text."""
+        """One operator on one value's exact text (the operators Presidio runs, called
+        directly: used for whole fields and overlap-group winners)."""
         kind = op.operator
         if kind == "replace":
             return f"<{entity}>"
         if kind == "redact":
             return ""
+        if kind == "keep":
+            return text
         if kind == "mask":
-            keep = min(op.keep_last, len(text) // 2)
-            return "*" * (len(text) - keep) + (text[len(text) - keep:] if keep else "")
+            return mask(text, op.keep_last, op.masking_char)
         if kind == "pseudonymise":
             return self.pseudonymise(text, entity=entity, account_id=account_id, purpose=op.purpose)
+        if kind == "encrypt":
+            if self.cipher is None:
+                raise ConfigError("the encrypt operator needs PRIVACY_PIPELINE_MASTER_KEY")
+            return self.cipher.encrypt(text, entity=entity)
         if kind == "truncate_ip":
             return truncate_ip(text)
-        return text  # keep
+        raise ConfigError(f"unknown anonymisation operator {kind!r}")
 
-    def anonymise_text(self, text: str, entities: list[dict], account_id: str | None) -> str:
-        """``text`` with each entity span replaced by its operator's output."""
+    # -- text --------------------------------------------------------------------------------
+    def plan(self, text: str, entities: list[dict]) -> list[tuple[int, int, dict | None, list[dict]]]:
+        """Non-overlapping replacements for ``entities`` (code-point spans into ``text``):
+        ``(start, end, winner, group)`` per overlap group, in text order. ``winner`` is the
+        entity whose operator makes the group's output; ``end - start`` may exceed the
+        winner's span (the rest of the group)."""
+        n = len(text)
+        spans = []
+        for e in entities:
+            try:
+                start, end = max(0, int(e["start"])), min(n, int(e["end"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if start < end:
+                spans.append(dict(e, start=start, end=end))
+        spans.sort(key=lambda e: (e["start"], -e["end"]))
+        groups: list[list[dict]] = []
+        group_end = -1
+        for e in spans:
+            if groups and e["start"] < group_end:
+                groups[-1].append(e)
+                group_end = max(group_end, e["end"])
+            else:
+                groups.append([e])
+                group_end = e["end"]
+        out = []
+        for g in groups:
+            winner = max(g, key=lambda e: (OPERATOR_RANK[self.operator_for(e["type"]).operator],
+                                           e["end"] - e["start"], float(e.get("score", 1.0)), -e["start"]))
+            out.append((min(e["start"] for e in g), max(e["end"] for e in g), winner, g))
+        return out
+
+    def anonymise_text(self, text: str, entities: list[dict], account_id: str | None,
+                       applied: set | None = None) -> str:
+        """``text`` with each entity span replaced by its operator's output (presidio-anonymizer);
+        overlapping spans resolved first (module docstring). ``applied`` collects the
+        operator names used."""
         from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
-        results, operators = [], {}
-        for e in entities:
-            start, end = int(e["start"]), int(e["end"])
-            if not (0 <= start < end <= len(text)):
-                continue
-            results.append(RecognizerResult(e["type"], start, end, float(e.get("score", 1.0))))
-            if e["type"] not in operators:
-                op = self.operator_for(e["type"])
-                operators[e["type"]] = OperatorConfig(
-                    "custom", {"lambda": _bind(self.apply, op, e["type"], account_id)})
-        if not results:
+        plan = self.plan(text, entities)
+        if not plan:
             return text
-        return self._engine.anonymize(text, results, operators=operators).text
+        results, operators = [], {}
+        for i, (start, end, winner, group) in enumerate(plan):
+            op = self.operator_for(winner["type"])
+            if applied is not None:
+                applied.add(op.operator)
+            if len(group) == 1:
+                results.append(RecognizerResult(winner["type"], start, end, 1.0))
+                if winner["type"] not in operators:
+                    operators[winner["type"]] = self._config(op, winner["type"], account_id)
+                continue
+            # An overlap group: the winner's operator on exactly the winner's text, for the
+            # whole group; the rest kept only when every other span of the group is ``keep``.
+            ws, we = winner["start"], winner["end"]
+            value = self.apply(op, text[ws:we], winner["type"], account_id)
+            if all(self.operator_for(e["type"]).operator == "keep" for e in group if e is not winner):
+                value = text[start:ws] + value + text[we:end]
+            key = f"{_RESIDUE}{i}"
+            results.append(RecognizerResult(key, start, end, 1.0))
+            operators[key] = OperatorConfig("pp_fixed", {"value": value})
+        return self._engine.anonymize(text, results, operators=operators,
+                                      merge_entities_with_spaces=False).text
+
+    # -- envelopes ---------------------------------------------------------------------------
+    def anonymise_value(self, value, field: dict, account_id: str | None, applied: set):
+        """The anonymised value of one leaf, by its tags (module docstring)."""
+        ents = field.get("entities") or []
+        if field.get("secret"):
+            return self._whole(self.spec.secret_operator, value, "SECRET", account_id, applied)
+        if field["category"] == "account":
+            op = self.spec.category_operators["account"]
+            entity = ents[0]["type"] if ents else "ACCOUNT"
+            return self._whole(op, value, entity, account_id, applied)
+        if ents and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return self.anonymise_text(str(value) if not isinstance(value, str) else value, ents,
+                                       account_id, applied)
+        op = self.spec.category_operators.get(field["category"])
+        if op is None:
+            return value
+        return self._whole(op, value, field["category"].upper(), account_id, applied)
+
+    def _whole(self, op: OperatorSpec, value, entity: str, account_id: str | None, applied: set):
+        applied.add(op.operator)
+        if op.operator == "keep" or value is None or isinstance(value, (bool, dict, list)):
+            return value  # null, booleans and empty containers carry no identifying value
+        if op.operator == "redact":
+            return None
+        return self.apply(op, value if isinstance(value, str) else str(value), entity, account_id)
 
     def anonymise_envelope(self, env: dict) -> dict:
-        """A new envelope whose ``record`` is anonymised and whose ``account_id`` is a
-        pseudonym; ``fields`` keep category, source, rule and entity types (no offsets)."""
+        """A new envelope whose ``record`` is anonymised and whose ``account_id`` is concealed
+        (``account_id_operator``); ``fields`` keep category, source and rule, list entity
+        types (no offsets) and the ``operators`` applied."""
         account_id = env.get("account_id")
+        account_token = None
+        if account_id is not None:
+            account_token = self.apply(self.spec.account_id_operator, str(account_id), "ACCOUNT", None) or None
         replacements: dict[str, object] = {}
         fields_out = {}
         for ptr, f in env["fields"].items():
-            ents = f.get("entities") or []
-            fields_out[ptr] = {"category": f["category"], "source": f["source"], "rule": f["rule"],
-                               "entities": sorted({e["type"] for e in ents})}
-            value = _get(env["record"], ptr)
-            if f.get("secret") or f["category"] == "account":
-                op = self.spec.category_operators.get(f["category"])
-                if f.get("secret") or op is None or op.operator != "keep":
-                    replacements[ptr] = REDACTED if not isinstance(value, (int, float)) or isinstance(value, bool) else None
-                continue
-            if ents and isinstance(value, str):
-                replacements[ptr] = self.anonymise_text(value, ents, account_id)
-            elif ents and isinstance(value, (int, float)) and not isinstance(value, bool):
-                replacements[ptr] = self.anonymise_text(str(value), ents, account_id)
-            else:
-                op = self.spec.category_operators.get(f["category"])
-                if op is not None and op.operator not in ("keep",) and isinstance(value, str):
-                    replacements[ptr] = self.apply(op, value, f["category"].upper(), account_id)
+            try:
+                value = _get(env["record"], ptr)
+            except (KeyError, IndexError, ValueError, TypeError):
+                continue  # a restricted envelope may list a pointer its record lacks
+            applied: set[str] = set()
+            new = self.anonymise_value(value, f, account_id, applied)
+            if account_id and isinstance(new, str) and account_id in new:
+                new = new.replace(account_id, account_token or "<ACCOUNT>")
+            if new is not value and new != value:
+                replacements[ptr] = new
+            fields_out[ptr] = {"category": f["category"], "source": f["source"], "rule": f.get("rule"),
+                               "entities": sorted({e["type"] for e in f.get("entities") or []}),
+                               "operators": sorted(applied)}
+            if f.get("secret"):
+                fields_out[ptr]["secret"] = True
         record = _replace_all(env["record"], replacements)
+        rename = _KeyRenamer(self, account_id)
+        record = rename.record(record)
+        if rename.used:
+            fields_out = {rename.pointer(p): f for p, f in fields_out.items()}
         out = {k: v for k, v in env.items() if k not in ("fields", "record", "account_id")}
-        out["account_id"] = (None if account_id is None else self.pseudonymise(
-            account_id, entity="ACCOUNT", account_id=None, purpose="analytics"))
+        out["account_id"] = account_token
+        if account_id and account_id in str(out.get("event_id", "")):  # an account event's own id
+            out["event_id"] = str(out["event_id"]).replace(account_id, account_token or "<ACCOUNT>")
         out["fields"] = fields_out
         out["record"] = record
         out["anonymised"] = True
         return out
 
 
-def _bind(fn, op, entity, account_id):
-    return lambda text: fn(op, text, entity, account_id)
+_LONG_DIGITS = re.compile(r"\d{7,}")
+_KEY_KINDS = {"phone": "PHONE_NUMBER", "email": "EMAIL_ADDRESS", "ip": "IP_ADDRESS"}
+
+
+def key_entity(key: str) -> str | None:
+    """The entity a record key holds when the key itself is data (DESIGN.md: keys can be
+    phone numbers): a phone number, email or IP address, or any run of 7+ digits."""
+    from pipeline.values import value_kind
+
+    if "@" not in key and not any(c.isdigit() for c in key):
+        return None
+    kind, _ = value_kind(key)
+    if kind in _KEY_KINDS:
+        return _KEY_KINDS[kind]
+    return "PHONE_NUMBER" if _LONG_DIGITS.search(key) else None
+
+
+class _KeyRenamer:
+    """Renames data-like keys of a record (and the pointers through them) to pseudonyms:
+    always pseudonyms, whatever the entity's operator, so two keys never collide."""
+
+    __slots__ = ("_anon", "_account_id", "_cache", "used")
+
+    def __init__(self, anon: Anonymiser, account_id: str | None):
+        self._anon, self._account_id = anon, account_id
+        self._cache: dict[str, str] = {}
+        self.used = False
+
+    def key(self, key: str) -> str:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        entity = key_entity(key)
+        if self._account_id and self._account_id in key:
+            token = self._anon.apply(self._anon.spec.account_id_operator, self._account_id, "ACCOUNT", None)
+            new = key.replace(self._account_id, token or "<ACCOUNT>")
+            self.used = True
+        elif entity is None:
+            new = key
+        else:
+            op = self._anon.operator_for(entity)
+            purpose = op.purpose if op.operator == "pseudonymise" else "record-key"
+            new = self._anon.pseudonymise(key, entity=entity, account_id=self._account_id, purpose=purpose)
+            self.used = True
+        self._cache[key] = new
+        return new
+
+    def record(self, node):
+        if isinstance(node, dict):
+            return {self.key(k) if isinstance(k, str) else k: self.record(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.record(v) for v in node]
+        return node
+
+    def pointer(self, ptr: str) -> str:
+        return pointers.join([self.key(seg) for seg in pointers.split(ptr)])
+
+
+def cipher_from_settings(settings, *, required: bool) -> SivCipher | None:
+    """The AES-SIV cipher of the settings' master key (and retired master keys); ``None``
+    when no master key is set, unless ``required`` (then :class:`ConfigError`)."""
+    if settings.master_key is None:
+        if required:
+            raise ConfigError("PRIVACY_PIPELINE_MASTER_KEY (or PRIVACY_PIPELINE_MASTER_KEY_FILE) "
+                              "must be set to re-identify encrypted values")
+        return None
+    return SivCipher(settings.master_key.get_secret_value().encode(), settings.master_key_id,
+                     {k: v.get_secret_value().encode() for k, v in settings.master_old_keys.items()})
 
 
 def _get(record, ptr: str):
     node = record
     for seg in pointers.split(ptr):
-        if isinstance(node, list):
-            node = node[int(seg)]
-        else:
-            node = node[seg]
+        node = node[int(seg)] if isinstance(node, list) else node[seg]
     return node
 
 
@@ -153,7 +581,7 @@ def _replace_all(record: dict, replacements: dict[str, object]) -> dict:
 
 
 class _Lookup:
-    """``fn(value)`` for :func:`_replace_pointers`, returning the prepared replacement in order."""
+    """``fn(value)`` for :func:`pipeline.pointers.replace`: the prepared replacements in order."""
 
     __slots__ = ("_values", "_i")
 

@@ -1,18 +1,36 @@
 """The router: from an envelope, the messages to produce (DESIGN.md, "Data flow").
 
+In produce order:
+
 - one message per category present to ``privacy.retention.<category>.v1`` (unless the
   account is deleted), holding only that category's pointers;
 - every message and call record, complete, to ``privacy.anonymise.v1`` (the analytics
   feed, anonymised by the anonymise agent);
-- outbound messages and calls to ``privacy.carrier.v1``: the policy's allow-list minus
-  anything tagged account or secret, keyed by event id, without ``account_id``; each with
-  a ``privacy.audit.v1`` record of the pointers sent and withheld (never values);
-- account deletions: a tombstone to ``privacy.retention.account.v1`` and an event to
-  ``privacy.deletions.v1``.
-Secrets were already replaced by the classifier, so no route carries one in clear.
+- outbound messages and calls to ``privacy.carrier.v1``: the policy's allow-list for the
+  family and direction, minus anything tagged account or secret whatever the allow-list
+  says, keyed by event id, without ``account_id`` (nothing identifying the customer goes to
+  an operator); followed by a ``privacy.audit.v1`` record;
+- account events explicitly marked for number provisioning (policy
+  ``routes.carrier_address.marker``) to ``privacy.carrier.address.v1``: the address fields
+  the policy allows (tagged account, the one regulated exception), never a secret; always
+  followed by a ``privacy.audit.v1`` record, even when nothing could be shared;
+- account deletions: an event to ``privacy.deletions.v1`` and a tombstone to
+  ``privacy.retention.account.v1``.
+
+Audit records hold the event id, route, policy version and the pointers sent and withheld
+(data-like segments masked), never values.
+
+Redaction (policy ``routes.redaction``, in the style of Twilio's Message Redaction): when
+the policy, the account or the record (``ContentRetention: discard``, ``AddressRetention:
+obfuscate``) asks for it, the stored routes (``apply_to``: retention, anonymise) carry
+blank content fields and the non-platform number with its last four digits replaced by
+``X``; the carrier still gets what it needs to deliver. Secrets were already replaced by the
+classifier, so no route carries one in clear.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from pipeline import pointers
 from pipeline.codec import encode
@@ -53,47 +71,64 @@ def restrict(env: dict, ptrs: list[str], *, drop_account_id: bool = False) -> di
     return out
 
 
+def obfuscate_number(value: str) -> str:
+    """The last four digits replaced by ``X`` (``+14155550100`` -> ``+1415555XXXX``), as
+    Twilio's AddressRetention does; fewer than eight digits: every digit."""
+    digits = [i for i, c in enumerate(value) if c.isdigit()]
+    hide = set(digits[-4:] if len(digits) >= 8 else digits)
+    return "".join("X" if i in hide else c for i, c in enumerate(value))
+
+
 class Router:
     """Routes envelopes per the policy; topic names come from settings (prefix applied)."""
 
     __slots__ = ("policy", "topics", "_deletion_fields", "_deletion_values", "_direction_fields",
-                 "_outbound")
+                 "_outbound", "_inbound")
 
     def __init__(self, policy: Policy, topics: TopicNames):
         self.policy = policy
         self.topics = topics
         self._deletion_fields = frozenset(policy.routes.deletion.fields)
         self._deletion_values = frozenset(v.lower() for v in policy.routes.deletion.values)
-        self._direction_fields = frozenset(policy.routes.carrier.direction.fields)
-        self._outbound = tuple(p.lower() for p in policy.routes.carrier.direction.outbound_prefixes)
+        direction = policy.routes.carrier.direction
+        self._direction_fields = frozenset(direction.fields)
+        self._outbound = tuple(p.lower() for p in direction.outbound_prefixes)
+        self._inbound = tuple(p.lower() for p in direction.inbound_prefixes)
 
     # -- signals -------------------------------------------------------------------------
     def is_deletion(self, env: dict) -> bool:
         """An account event with ``action: deleted`` or ``status: closed`` (policy ``deletion``)."""
         if env["event_type"] != "account":
             return False
-        return self._top_value_in(env["record"], self._deletion_fields, self._deletion_values)
+        return bool(_marked(env["record"], self._deletion_fields, self._deletion_values))
 
-    def is_outbound(self, env: dict) -> bool:
-        """A record whose ``direction`` starts with an outbound prefix (``outbound-api``...)."""
+    def direction(self, env: dict) -> str | None:
+        """``outbound`` (sent by the customer to an end user), ``inbound`` or ``None``: the
+        first direction field (top level, ``/data``, ``/data/payload``) with a known prefix."""
         record = env["record"]
-        for container in (record, record.get("data"), (record.get("data") or {}).get("payload")
-                          if isinstance(record.get("data"), dict) else None):
+        data = record.get("data")
+        for container in (record, data, data.get("payload") if isinstance(data, dict) else None):
             if isinstance(container, dict):
                 for k, v in container.items():
                     if isinstance(v, str) and pointers.normalise_name(str(k)) in self._direction_fields:
-                        if v.lower().startswith(self._outbound):
-                            return True
-        return False
+                        low = v.lower()
+                        if low.startswith(self._outbound):
+                            return "outbound"
+                        if low.startswith(self._inbound):
+                            return "inbound"
+        return None
 
-    @staticmethod
-    def _top_value_in(record: dict, names, values) -> bool:
-        for container in (record, record.get("data")):
-            if isinstance(container, dict):
-                for k, v in container.items():
-                    if isinstance(v, str) and v.lower() in values and pointers.normalise_name(str(k)) in names:
-                        return True
-        return False
+    def is_outbound(self, env: dict) -> bool:
+        """A record whose ``direction`` starts with an outbound prefix (``outbound-api``...)."""
+        return self.direction(env) == "outbound"
+
+    def is_provisioning(self, env: dict) -> bool:
+        """An event the policy allows to share a physical address with a carrier: its family
+        is listed in ``carrier_address.families`` and it carries the explicit marker."""
+        spec = self.policy.routes.carrier_address
+        if spec is None or env["event_type"] not in spec.families or self.is_deletion(env):
+            return False
+        return bool(_marked(env["record"], frozenset(spec.marker.fields), frozenset(spec.marker.values)))
 
     # -- routing -------------------------------------------------------------------------
     def route(self, env: dict, *, input_key: bytes | None, deleted: bool = False) -> list[OutputMessage]:
@@ -103,63 +138,172 @@ class Router:
         by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
         for ptr, f in env["fields"].items():
             by_cat[f["category"]].append(ptr)
-        plan: list[tuple[str, list[str] | None, bytes | None, bool]] = []
+        # (topic, pointers or None for the deletion event, key, kind)
+        plan: list[tuple[str, list[str] | None, bytes | None, str]] = []
         deletion = self.is_deletion(env)
         if deletion:
-            plan.append((topics.deletions, None, key, False))
+            plan.append((topics.deletions, None, key, "deletion"))
         elif not deleted:
             for cat in CATEGORIES:
                 if by_cat[cat]:
-                    plan.append((topics.retention(cat), by_cat[cat], key, False))
+                    plan.append((topics.retention(cat), by_cat[cat], key, "retention"))
         if env["event_type"] in self.policy.routes.anonymise_families:
-            plan.append((topics.anonymise, list(env["fields"]), key, False))
+            plan.append((topics.anonymise, list(env["fields"]), key, "anonymise"))
+        shared: list[tuple[str, list[str], list[str]]] = []  # (route, sent, withheld)
         carrier_ptrs, withheld = self.carrier_pointers(env)
         if carrier_ptrs:
-            plan.append((topics.carrier, carrier_ptrs, str(env["event_id"]).encode(), True))
-        env["routes"] = [t for t, *_ in plan] + ([topics.audit] if carrier_ptrs else []) + (
-            [topics.retention_account] if deletion else [])
+            plan.append((topics.carrier, carrier_ptrs, _carrier_key(env), "carrier"))
+            shared.append((topics.carrier, carrier_ptrs, withheld))
+        if self.is_provisioning(env):
+            addr_ptrs, addr_withheld = self.address_pointers(env)
+            if addr_ptrs:
+                plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier"))
+            shared.append((topics.carrier_address, addr_ptrs, addr_withheld))
+        routes = [t for t, *_ in plan] + ([topics.audit] if shared else []) + (
+            [topics.retention_account] if deletion and env.get("account_id") else [])
+        env["routes"] = list(dict.fromkeys(routes))
+
+        redacted = None
+        stored_kinds = set(self.policy.routes.redaction.apply_to)
         out: list[OutputMessage] = []
-        for topic, ptrs, k, is_carrier in plan:
+        audits = {route: (sent, held) for route, sent, held in shared}
+        for topic, ptrs, k, kind in plan:
             if ptrs is None:  # deletion event
-                value = encode(self.deletion_event(env))
-                out.append(OutputMessage(topic, k, value, headers_for(env, {})))
+                out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
                 continue
-            msg = restrict(env, ptrs, drop_account_id=is_carrier)
-            out.append(OutputMessage(topic, k, encode(msg), headers_for(env, msg["fields"])))
-        if carrier_ptrs:
-            audit = {
-                "envelope_version": env["envelope_version"], "event_id": env["event_id"],
-                "account_id": env.get("account_id"), "route": topics.carrier,
-                "policy_version": env["policy_version"], "shared_at": env["classified_at"],
-                "pointers_sent": [pointers.mask_pointer(p) for p in carrier_ptrs],
-                "pointers_withheld": [pointers.mask_pointer(p) for p in withheld],
-            }
-            out.append(OutputMessage(topics.audit, key, encode(audit), headers_for(env, {})))
+            source = env
+            if kind in stored_kinds:
+                if redacted is None:
+                    redacted = self.redacted(env)
+                source = redacted
+            if kind == "carrier":
+                msg = self.carrier_message(env, ptrs)
+            else:
+                msg = restrict(source, ptrs)
+            out.append(OutputMessage(topic, k, encode(msg), headers_for(msg, msg["fields"])))
+            if topic in audits:
+                out.append(self.audit_message(env, topic, *audits.pop(topic), key=key))
+        for topic, (sent, held) in audits.items():  # audited although nothing was shared
+            out.append(self.audit_message(env, topic, sent, held, key=key))
         if deletion and env.get("account_id"):
             out.append(OutputMessage(topics.retention_account, env["account_id"].encode(), None,
                                      headers_for(env, {})))
         return out
 
+    # -- carrier -------------------------------------------------------------------------
     def carrier_pointers(self, env: dict) -> tuple[list[str], list[str]]:
         """``(sent, withheld)`` pointers for the carrier projection; ``([], [])`` when the
-        record is not an outbound message or call. Never sends an account-tagged field or a
+        family and direction have no allow-list. Never sends an account-tagged field or a
         secret, whatever the allow-list says (notice, carrier sharing)."""
         carrier = self.policy.routes.carrier
         family = env["event_type"]
-        if family not in carrier.families or not self.is_outbound(env):
+        if family not in carrier.families:
             return [], []
-        allow = carrier.compiled.get(family, ())
+        allow = carrier.compiled_for(family, self.direction(env))
+        if not allow:
+            return [], []
         sent, withheld = [], []
+        cloud, holds_account = _is_cloud(env), _account_finder(env)
         for ptr, f in env["fields"].items():
-            if f["category"] != "account" and not f.get("secret"):
-                norm = tuple(pointers.normalise_name(s) for s in pointers.split(ptr))
-                if _is_cloud(env) and norm and norm[0] == "data":
-                    norm = norm[1:]
-                if any(pointers.glob_match(p, norm) for p in allow):
-                    sent.append(ptr)
-                    continue
-            withheld.append(ptr)
+            if f["category"] != "account" and not f.get("secret") and _allowed(ptr, allow, cloud) \
+                    and not holds_account(env["record"], ptr):
+                sent.append(ptr)
+            else:
+                withheld.append(ptr)
         return sent, withheld
+
+    def address_pointers(self, env: dict) -> tuple[list[str], list[str]]:
+        """``(sent, withheld)`` pointers for ``privacy.carrier.address.v1``: the policy's
+        address allow-list (account-tagged fields included), never a secret."""
+        spec = self.policy.routes.carrier_address
+        if spec is None:
+            return [], []
+        sent, withheld = [], []
+        cloud, holds_account = _is_cloud(env), _account_finder(env)
+        for ptr, f in env["fields"].items():
+            if not f.get("secret") and _allowed(ptr, spec.compiled, cloud) and not holds_account(env["record"], ptr):
+                sent.append(ptr)
+            else:
+                withheld.append(ptr)
+        return sent, withheld
+
+    def carrier_message(self, env: dict, ptrs: list[str]) -> dict:
+        """The envelope restricted to ``ptrs`` for an operator: no ``account_id``, no schema
+        errors, an event id that cannot be the account id."""
+        msg = restrict(env, ptrs, drop_account_id=True)
+        msg["schema_errors"] = []
+        account = env.get("account_id")
+        if account and account in str(env["event_id"]):
+            msg["event_id"] = _carrier_key(env).decode()
+        return msg
+
+    def audit_message(self, env: dict, route: str, sent: list[str], withheld: list[str], *,
+                      key: bytes | None) -> OutputMessage:
+        """One ``privacy.audit.v1`` record: what was shared with whom under which policy;
+        pointers (data-like segments masked), never values."""
+        audit = {
+            "envelope_version": env["envelope_version"], "event_id": env["event_id"],
+            "event_type": env["event_type"], "account_id": env.get("account_id"), "route": route,
+            "policy_version": env["policy_version"], "shared_at": env["classified_at"],
+            "shared": bool(sent),
+            "pointers_sent": [pointers.mask_pointer(p) for p in sent],
+            "pointers_withheld": [pointers.mask_pointer(p) for p in withheld],
+        }
+        return OutputMessage(self.topics.audit, key, encode(audit), headers_for(env, {}))
+
+    # -- redaction -----------------------------------------------------------------------
+    def redaction_for(self, env: dict) -> tuple[bool, bool, list[str]]:
+        """``(discard content, obfuscate address, flag pointers)``: the strictest of the
+        policy default, the account's options and the record's flags."""
+        spec = self.policy.routes.redaction
+        content = spec.content == "discard"
+        address = spec.address == "obfuscate"
+        account = spec.accounts.get(env.get("account_id") or "")
+        if account:
+            content = content or account.get("content") == "discard"
+            address = address or account.get("address") == "obfuscate"
+        flag_ptrs: list[str] = []
+        for name, marker in spec.flags.items():
+            hits = _marked(env["record"], frozenset(marker.fields), frozenset(marker.values))
+            if hits:
+                flag_ptrs.extend(hits)
+                if name == "content":
+                    content = True
+                else:
+                    address = True
+        return content, address, flag_ptrs
+
+    def redacted(self, env: dict) -> dict:
+        """``env`` with the redaction it asks for applied (the same object when none):
+        content fields blanked (``""``; ``null`` for non-strings), the non-platform number
+        obfuscated; their ``fields`` entries say ``"redacted": "discard" | "obfuscate"``."""
+        content, address, flags = self.redaction_for(env)
+        if not (content or address):
+            return env
+        spec = self.policy.routes.redaction
+        globs = spec.address_globs(self.direction(env)) if address else ()
+        cloud = _is_cloud(env)
+        changes: dict[str, object] = {}
+        fields = dict(env["fields"])
+        for ptr, f in env["fields"].items():
+            if ptr in flags:
+                continue
+            value = _get(env["record"], ptr)
+            if content and f["category"] == "content":
+                if value is None or isinstance(value, bool):
+                    continue
+                changes[ptr] = "" if isinstance(value, str) else None
+                fields[ptr] = dict(f, entities=[], redacted="discard")
+            elif globs and f["category"] != "account" and _allowed(ptr, globs, cloud) \
+                    and isinstance(value, (str, int)) and not isinstance(value, bool):
+                new = obfuscate_number(str(value))
+                if new != str(value):
+                    changes[ptr] = new
+                    fields[ptr] = dict(f, redacted="obfuscate")
+        if not changes:
+            return env
+        record = pointers.replace(env["record"], list(changes), _Sequence(list(changes.values())))
+        return dict(env, fields=fields, record=record)
 
     def deletion_event(self, env: dict) -> dict:
         """The ``privacy.deletions.v1`` value: which account, when, why (never other values)."""
@@ -168,6 +312,62 @@ class Router:
                 "signal": "event", "policy_version": env["policy_version"]}
 
 
+def _allowed(ptr: str, globs, cloud: bool) -> bool:
+    norm = tuple(pointers.normalise_name(s) for s in pointers.split(ptr))
+    if cloud and norm and norm[0] == "data":
+        norm = norm[1:]
+    return any(pointers.glob_match(p, norm) for p in globs)
+
+
+def _account_finder(env: dict):
+    """``fn(record, ptr)``: whether the value at ``ptr`` holds the customer's account id
+    (``/uri`` often does): such a field never goes to an operator."""
+    account = env.get("account_id")
+    if not account:
+        return lambda _record, _ptr: False
+    return lambda record, ptr: account in str(_get(record, ptr))
+
+
+def _marked(record: dict, names, values) -> list[str]:
+    """Pointers of top-level (or ``/data``) string fields named in ``names`` whose value
+    (case-insensitive) is one of ``values``."""
+    hits = []
+    for prefix, container in (("", record), ("/data", record.get("data"))):
+        if isinstance(container, dict):
+            for k, v in container.items():
+                if isinstance(v, str) and v.lower() in values and pointers.normalise_name(str(k)) in names:
+                    hits.append(f"{prefix}/{pointers.escape(str(k))}")
+    return hits
+
+
+def _carrier_key(env: dict) -> bytes:
+    """The carrier topics' key: the event id, unless it holds the account id (then a hash)."""
+    event_id, account = str(env["event_id"]), env.get("account_id")
+    if account and account in event_id:
+        return ("sha256:" + hashlib.sha256(event_id.encode()).hexdigest()[:32]).encode()
+    return event_id.encode()
+
+
+def _get(record, ptr: str):
+    node = record
+    for seg in pointers.split(ptr):
+        node = node[int(seg)] if isinstance(node, list) else node[seg]
+    return node
+
+
+class _Sequence:
+    __slots__ = ("_values", "_i")
+
+    def __init__(self, values: list):
+        self._values, self._i = values, 0
+
+    def __call__(self, _old):
+        v = self._values[self._i]
+        self._i += 1
+        return v
+
+
 def _is_cloud(env: dict) -> bool:
     rec = env["record"]
     return "specversion" in rec and isinstance(rec.get("data"), (dict, list))
+

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     pseudonym_key_id: str = "k0"
     master_key: SecretStr | None = None
     master_key_id: str = "m0"
+    #: Retired keys by key id, still readable after a rotation: pseudonyms made with them can
+    #: be recomputed, AES-SIV values encrypted with them decrypted. Never used to write.
+    #: Env: PRIVACY_PIPELINE_PSEUDONYM_OLD_KEYS='{"k0": "..."}' (JSON) or
+    #: PRIVACY_PIPELINE_PSEUDONYM_OLD_KEYS__K0=...; same for PRIVACY_PIPELINE_MASTER_OLD_KEYS.
+    pseudonym_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    master_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
