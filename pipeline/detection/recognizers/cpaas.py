@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.detection.recognizers._base import ProjectRecognizer, luhn_ok
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count, luhn_ok
 
 _SID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9a-fA-F]{32}(?![A-Za-z0-9])")
 _SIP = re.compile(r"(?<![\w])sips?:[^\s<>\"',;]+(?:;[^\s<>\"',]+)*", re.IGNORECASE)
@@ -41,6 +41,8 @@ class CpaasIdRecognizer(ProjectRecognizer):
                 while end > m.start() and text[end - 1] in ".)]":
                     end -= 1
                 out.append(self._result("SIP_URI", m.start(), end, 0.95))
+        if digit_count(text) < 15:  # pre-filter: ICCIDs have 18+ digits, IMSIs 15
+            return out
         for m in _ICCID.finditer(text):
             digits = re.sub(r"\D", "", m.group(0))
             score = 0.9 if len(digits) in (19, 20) and luhn_ok(digits) else 0.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.detection.recognizers._base import ProjectRecognizer, luhn_ok
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count, luhn_ok
 
 _CANDIDATE = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
 # IIN ranges: Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro, Mir, RuPay.
@@ -23,6 +23,8 @@ class CardNumberRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
+        if digit_count(text) < 12:  # pre-filter: a card number has 12+ digits
+            return out
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)
             seps = set(re.findall(r"[ \-]", raw))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.detection.recognizers._base import ProjectRecognizer
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count
 
 _CANDIDATE = re.compile(
     r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]{1,4}){3,9}(?![A-Za-z0-9])"
@@ -32,6 +32,8 @@ class IbanGroupsRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
+        if digit_count(text) < 2:  # pre-filter: check digits after the country code
+            return out
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)
             # Candidate cut points: the end of the match and every separator inside it.

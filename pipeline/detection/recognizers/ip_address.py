@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from pipeline.detection.recognizers._base import ProjectRecognizer
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count
 
 _V4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _V6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:%\w+)?"
@@ -22,7 +22,7 @@ class IpAddressRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
-        if "." in text:
+        if "." in text and digit_count(text) >= 4:  # pre-filter: a dotted quad
             for m in _V4.finditer(text):
                 try:
                     ipaddress.IPv4Address(m.group(0))

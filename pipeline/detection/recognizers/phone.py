@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import phonenumbers
 
-from pipeline.detection.recognizers._base import ProjectRecognizer, words_before
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count, words_before
 
 _CANDIDATE = re.compile(
     r"""
@@ -65,6 +65,8 @@ class PhoneNumberRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
+        if digit_count(text) < 7:  # pre-filter: every phone has 7+ digits
+            return out
         for m in _CANDIDATE.finditer(text):
             start, end = m.start(), m.end()
             raw = m.group(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.detection.recognizers._base import ProjectRecognizer
+from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count
 
 _CANDIDATE = re.compile(r"(?<![\w\-.])(\d{3})([ \-]?)(\d{2})\2(\d{4})(?![\w\-]|\.\d)")
 
@@ -26,6 +26,8 @@ class SsnRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
+        if digit_count(text) < 9:  # pre-filter: an SSN has 9 digits
+            return out
         for m in _CANDIDATE.finditer(text):
             area, sep, group, serial = m.group(1), m.group(2), m.group(3), m.group(4)
             if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":

@@ -1,0 +1,448 @@
+"""Offline benchmark (``privacy-pipeline bench``, issue 10): pure, no Kafka imports.
+
+Every function returns plain dicts; :func:`run_offline` runs them all on one generated
+mixed stream and :func:`render_table` / :func:`save_results` present them. The broker part
+lives in ``agents/bench.py``.
+
+The stream (:func:`build_stream`): 60% messages (bodies from the SMS Spam Collection file
+when given, else generated texts), 30% call logs (some transcriptions), 10% account events,
+as :mod:`pipeline.samples` generates them. Measured in one run, so ratios compare like with
+like on a shared machine:
+
+- baselines: stock Presidio ``BatchAnalyzerEngine.analyze_dict`` over whole records (a
+  sample) and ``analyze_iterator`` (batch 64) over the text fields only (all events), both on
+  a stock ``AnalyzerEngine`` with the same spaCy model, tldextract offline;
+- ours: ``Processor.process_batch`` in batches of ``settings.batch_size`` with the default
+  detector (one process per core) and with an in-process detector (one core);
+- the NER limit: spaCy's NER alone (``nlp.pipe``, other pipes excluded) over the same texts;
+- structured-only events (call logs without text, account events) on one core;
+- A2P (templated OTP, delivery, appointment texts with varying values) vs P2P (SMS bodies)
+  message streams, same record shapes;
+- peak RSS of this process and its children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline.records import SourceRecord
+
+__all__ = [
+    "RssSampler", "a2p_bodies", "build_stream", "default_sms_path", "rss_tree", "run_offline",
+    "render_table", "save_results", "text_fields",
+]
+
+#: Top-level fields holding free text in the generated records (what a user who knows the
+#: schema would hand to Presidio).
+TEXT_FIELDS = ("body", "Body", "transcription_text")
+_INPUT = {"message": "cpaas.messages.v1", "call": "cpaas.calls.v1", "account": "cpaas.accounts.v1"}
+
+
+def default_sms_path() -> Path | None:
+    """``../shared/data/sms_spam_collection.tsv`` relative to the repository root (or the
+    working directory), when present."""
+    root = Path(__file__).resolve().parents[1]
+    for base in (root, Path.cwd()):
+        p = (base / ".." / "shared" / "data" / "sms_spam_collection.tsv").resolve()
+        if p.is_file():
+            return p
+    return None
+
+
+# -- streams ----------------------------------------------------------------------------------
+def build_stream(n: int, *, seed: int = 11, sms_path: str | Path | None = None,
+                 mix: tuple[float, float, float] = (0.6, 0.3, 0.1),
+                 topics: dict[str, str] | None = None) -> list[SourceRecord]:
+    """``n`` generated events (``mix`` of messages, calls, accounts) as source records with
+    partition/offset set, as the worker would see them. No undecodable records."""
+    from pipeline.samples import generate
+
+    topics = topics or _INPUT
+    events = generate(n, seed=seed, sms_path=sms_path, bad=0, mix=mix, deletions=0)
+    now = int(time.time() * 1000)
+    return [SourceRecord(topics[e.family], 0, i, e.key, e.value, now) for i, e in enumerate(events)]
+
+
+def text_fields(record: dict) -> list[str]:
+    """The non-empty text fields of a generated record."""
+    return [v for k in TEXT_FIELDS if isinstance(v := record.get(k), str) and v.strip()]
+
+
+_BRANDS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay")
+_A2P = (
+    "{brand}: {code} is your verification code. It expires in 10 minutes. Do not share it.",
+    "Your {brand} login code is {code}. If you did not request it, call us at {phone}.",
+    "Your {brand} order #{order} has shipped. Track it at https://track.example.com/{track} "
+    "- estimated delivery {date}.",
+    "{brand}: your parcel {track} was delivered on {date} at {time}. Reply HELP for help.",
+    "Reminder: your appointment at {brand} Dental is on {date} at {time}. Reply C to confirm "
+    "or R to reschedule.",
+    "{brand}: we received your payment of ${amount} on {date}. Reference {order}. Thank you!",
+)
+
+
+def a2p_bodies(n: int, *, seed: int = 5) -> list[str]:
+    """``n`` templated A2P texts (OTP, delivery, appointment, payment) with varying values;
+    values of one kind have one length (as A2P senders format them)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        tpl = rng.choice(_A2P)
+        out.append(tpl.format(
+            brand=rng.choice(_BRANDS), code=f"{rng.randint(0, 999999):06d}",
+            phone=f"+1415555{rng.randint(100, 199):04d}", order=f"{rng.randint(0, 10**8 - 1):08d}",
+            track="".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789") for _ in range(10)),
+            date=f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            time=f"{rng.randint(8, 18):02d}:{rng.choice(('00', '15', '30', '45'))}",
+            amount=f"{rng.randint(10, 99)}.{rng.randint(0, 99):02d}",
+        ))
+    return out
+
+
+def _with_bodies(records: Sequence[SourceRecord], bodies: Sequence[str]) -> list[SourceRecord]:
+    """The same records with each text body replaced by the next of ``bodies``."""
+    out, k = [], 0
+    for rec in records:
+        obj = json.loads(rec.value)
+        for key in ("body", "Body"):
+            if key in obj:
+                obj[key] = bodies[k % len(bodies)]
+                k += 1
+        value = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        out.append(SourceRecord(rec.topic, rec.partition, rec.offset, rec.key, value, rec.timestamp_ms))
+    return out
+
+
+# -- memory ----------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def rss_tree(pid: int | None = None) -> int:
+    """Resident bytes of ``pid`` (default: this process) and all its descendants
+    (psutil when installed, else ``/proc``); 0 when the process is gone."""
+    pid = pid or os.getpid()
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            p = psutil.Process(pid)
+            procs = [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for q in procs:
+            try:
+                total += q.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    total, todo = 0, [pid]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        q = todo.pop()
+        try:
+            with open(f"/proc/{q}/statm") as fh:
+                total += int(fh.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+        todo.extend(_children(q))
+    return total
+
+
+class RssSampler:
+    """Samples :func:`rss_tree` of ``pid`` every ``interval`` seconds in a thread; ``peak``."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.2):
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_tree(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_tree(self.pid))
+
+
+# -- measurements ----------------------------------------------------------------------------
+def _best_rate(count: int, fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """``(count / best seconds, best seconds)`` over ``repeat`` runs of ``fn``."""
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return count / best if best > 0 else 0.0, best
+
+
+def classify_rate(processor, records: Sequence[SourceRecord], *, batch_size: int = 128,
+                  repeat: int = 1) -> dict:
+    """Events/s of ``processor.process_batch`` over ``records`` in batches."""
+    def run():
+        for i in range(0, len(records), batch_size):
+            processor.process_batch(records[i:i + batch_size])
+
+    processor.process_batch(records[:8])  # warm caches of record shapes and the detector
+    rate, secs = _best_rate(len(records), run, repeat)
+    return {"events": len(records), "seconds": round(secs, 3), "events_per_s": round(rate, 1)}
+
+
+def ner_limit(texts: Sequence[str], n_events: int, *, model_name: str | None = "auto",
+              repeat: int = 1) -> dict:
+    """spaCy's NER alone (``nlp.pipe``, batch 64, other pipes excluded) over ``texts``."""
+    import spacy
+
+    from pipeline.detection.engine import _NON_NER_PIPES
+    from pipeline.detection.offline import resolve_model_name
+
+    nlp = spacy.load(resolve_model_name(model_name), exclude=list(_NON_NER_PIPES))
+    list(nlp.pipe(texts[:32]))
+    rate, secs = _best_rate(len(texts), lambda: list(nlp.pipe(texts, batch_size=64)), repeat)
+    return {"texts": len(texts), "seconds": round(secs, 3), "texts_per_s": round(rate, 1),
+            "events_per_s": round(n_events / secs, 1) if secs else 0.0}
+
+
+def presidio_baselines(records: Sequence[SourceRecord], texts: Sequence[str], *,
+                       dict_sample: int = 60, model_name: str | None = "auto",
+                       repeat: int = 1) -> dict:
+    """Stock Presidio on the same events: ``analyze_dict`` over ``dict_sample`` whole records,
+    ``analyze_iterator`` (batch 64) over the text fields of all of them."""
+    from presidio_analyzer import BatchAnalyzerEngine
+
+    from pipeline.evaluation.detection_eval import stock_presidio_engine
+
+    engine = stock_presidio_engine(model_name)
+    batch = BatchAnalyzerEngine(analyzer_engine=engine)
+    list(batch.analyze_iterator(list(texts[:16]), language="en", batch_size=64))
+    it_rate, it_secs = _best_rate(
+        len(records), lambda: list(batch.analyze_iterator(list(texts), language="en", batch_size=64)),
+        repeat)
+    sample = [json.loads(r.value) for r in records[:dict_sample]]
+
+    def run_dict():
+        for obj in sample:
+            list(batch.analyze_dict(obj, language="en"))
+
+    d_rate, d_secs = _best_rate(len(sample), run_dict, repeat)
+    return {
+        "analyze_iterator": {"events": len(records), "texts": len(texts), "seconds": round(it_secs, 3),
+                             "events_per_s": round(it_rate, 1)},
+        "analyze_dict": {"events": len(sample), "seconds": round(d_secs, 3),
+                         "events_per_s": round(d_rate, 2)},
+    }
+
+
+def _is_structured(rec: SourceRecord, message_topic: str) -> bool:
+    return rec.topic != message_topic and not text_fields(json.loads(rec.value))
+
+
+def build_processor(settings=None, *, processes: int | None = None):
+    """A :class:`~pipeline.processing.Processor` with the default policy and a detector of
+    ``processes`` processes (``None``: one per core, the default; 1: in-process)."""
+    from pipeline.detection.pool import build_detector
+    from pipeline.policy import load_policy
+    from pipeline.processing import Processor
+    from pipeline.settings import load_settings
+
+    settings = settings or load_settings()
+    policy = load_policy(settings.policy)
+    detector = build_detector(policy.detection, model_name=settings.spacy_model, processes=processes)
+    return Processor.from_settings(settings, detector=detector, policy=policy)
+
+
+def _close(processor) -> None:
+    close = getattr(processor.classifier.detector, "close", None)
+    if close is not None:
+        close()
+
+
+def run_offline(*, events: int = 3000, sms_path: str | Path | None = None, seed: int = 11,
+                repeat: int = 1, dict_sample: int = 60, a2p_events: int = 1500,
+                status: Callable[[str], None] = lambda msg: None) -> dict:
+    """Every offline measurement on one stream; returns the results dict (see module doc)."""
+    from pipeline.detection.pool import default_processes
+    from pipeline.settings import load_settings
+
+    settings = load_settings()
+    sms = sms_path if sms_path is not None else default_sms_path()
+    cores = default_processes()
+    res: dict = {"machine": {"cores": cores, "cpu_count": os.cpu_count()},
+                 "stream": {}, "baselines": {}, "ours": {}}
+    with RssSampler() as rss:
+        topics = {f: t for t, f in settings.topic_names.input_families().items()}
+        records = build_stream(events, seed=seed, sms_path=sms, topics=topics)
+        texts = [t for r in records for t in text_fields(json.loads(r.value))]
+        res["stream"] = {"events": len(records), "texts": len(texts),
+                         "text_chars": sum(map(len, texts)), "sms_path": str(sms) if sms else None,
+                         "mix": "60% messages, 30% calls, 10% accounts"}
+
+        status("baselines: stock Presidio analyze_iterator and analyze_dict")
+        res["baselines"] = presidio_baselines(records, texts, dict_sample=dict_sample,
+                                              model_name=settings.spacy_model, repeat=repeat)
+        status("NER limit: spaCy NER alone")
+        res["ner_limit"] = ner_limit(texts, len(records), model_name=settings.spacy_model,
+                                     repeat=repeat)
+
+        status(f"ours, whole machine ({cores} detector processes)")
+        proc = build_processor(settings, processes=None)
+        try:
+            res["ours"]["machine"] = classify_rate(proc, records, batch_size=settings.batch_size,
+                                                   repeat=repeat)
+            res["ours"]["machine"]["detector_processes"] = cores
+            p2p = build_stream(a2p_events, seed=seed + 1, sms_path=sms, mix=(1.0, 0.0, 0.0),
+                               topics=topics)
+            a2p = _with_bodies(p2p, a2p_bodies(a2p_events, seed=seed))
+            status("A2P vs P2P message streams")
+            res["a2p"] = {"p2p": classify_rate(proc, p2p, batch_size=settings.batch_size, repeat=repeat),
+                          "a2p": classify_rate(proc, a2p, batch_size=settings.batch_size, repeat=repeat)}
+        finally:
+            _close(proc)
+
+        status("ours, one core (in-process detector)")
+        proc1 = build_processor(settings, processes=1)
+        res["ours"]["core"] = classify_rate(proc1, records, batch_size=settings.batch_size,
+                                            repeat=repeat)
+        structured = [r for r in records if _is_structured(r, topics["message"])]
+        reps = max(1, 20_000 // max(1, len(structured)))
+        status(f"structured-only events ({len(structured)} x {reps})")
+        res["structured"] = classify_rate(proc1, structured * reps, batch_size=settings.batch_size,
+                                          repeat=repeat)
+        res["ours"]["core"]["template_cache"] = dict(getattr(proc1.classifier.detector,
+                                                             "template_stats", {}))
+    res["rss_peak_mb"] = round(rss.peak / 2**20, 1)
+    _ratios(res)
+    return res
+
+
+def _ratios(res: dict) -> None:
+    ours = res["ours"]["machine"]["events_per_s"]
+    core = res["ours"]["core"]["events_per_s"]
+    base_it = res["baselines"]["analyze_iterator"]["events_per_s"]
+    base_dict = res["baselines"]["analyze_dict"]["events_per_s"]
+    ner = res["ner_limit"]["events_per_s"]
+    a2p = res["a2p"]
+    res["ratios"] = {
+        "vs_analyze_iterator": round(ours / base_it, 2) if base_it else None,
+        "vs_analyze_dict": round(ours / base_dict, 1) if base_dict else None,
+        "core_share_of_ner_limit": round(core / ner, 2) if ner else None,
+        "machine_per_core": round(ours / res["machine"]["cores"], 1),
+        "machine_vs_core": round(ours / core, 2) if core else None,
+        "a2p_vs_p2p": round(a2p["a2p"]["events_per_s"] / a2p["p2p"]["events_per_s"], 2)
+        if a2p["p2p"]["events_per_s"] else None,
+    }
+    res["targets"] = {
+        "vs_analyze_iterator>=2.5": _ok(res["ratios"]["vs_analyze_iterator"], 2.5),
+        "vs_analyze_dict>=60": _ok(res["ratios"]["vs_analyze_dict"], 60),
+        "structured_per_core>=20000": _ok(res["structured"]["events_per_s"], 20_000),
+        "a2p_vs_p2p>=3": _ok(res["ratios"]["a2p_vs_p2p"], 3),
+    }
+
+
+def _ok(value, target) -> bool | None:
+    return None if value is None else value >= target
+
+
+# -- presentation ----------------------------------------------------------------------------
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.1f}{unit}" if v >= 10 else f"{v:,.2f}{unit}"
+    return f"{v:,}{unit}"
+
+
+def table_rows(res: dict) -> list[tuple[str, str, str]]:
+    """``(measure, value, note)`` rows for the offline and (when present) e2e results."""
+    cores = res["machine"]["cores"]
+    r, b, o = res["ratios"], res["baselines"], res["ours"]
+    rows = [
+        ("stream", f"{res['stream']['events']:,} events, {res['stream']['texts']:,} texts",
+         res["stream"]["mix"]),
+        ("Presidio analyze_dict", _fmt(b["analyze_dict"]["events_per_s"], " ev/s"),
+         f"sample of {b['analyze_dict']['events']} records"),
+        ("Presidio analyze_iterator (text fields)", _fmt(b["analyze_iterator"]["events_per_s"], " ev/s"),
+         "batch 64, one process"),
+        ("spaCy NER alone (limit, 1 core)", _fmt(res["ner_limit"]["events_per_s"], " ev/s"),
+         f"{_fmt(res['ner_limit']['texts_per_s'])} texts/s"),
+        (f"classify, whole machine ({cores} cores)", _fmt(o["machine"]["events_per_s"], " ev/s"),
+         f"{o['machine']['detector_processes']} detector processes"),
+        ("  vs analyze_iterator", _fmt(r["vs_analyze_iterator"], "x"), "target >= 2.5x"),
+        ("  vs analyze_dict", _fmt(r["vs_analyze_dict"], "x"), "target >= 60x"),
+        ("classify, one core (in-process)", _fmt(o["core"]["events_per_s"], " ev/s"),
+         f"whole machine / cores = {_fmt(r['machine_per_core'])} ev/s"),
+        ("  share of the NER limit", _fmt(r["core_share_of_ner_limit"], "x"), "one core vs one core"),
+        ("structured-only, one core", _fmt(res["structured"]["events_per_s"], " ev/s"),
+         "target >= 20,000"),
+        ("A2P messages", _fmt(res["a2p"]["a2p"]["events_per_s"], " ev/s"), "template cache"),
+        ("P2P messages", _fmt(res["a2p"]["p2p"]["events_per_s"], " ev/s"), "SMS bodies"),
+        ("  A2P / P2P", _fmt(r["a2p_vs_p2p"], "x"), "target >= 3x"),
+        ("peak RSS, offline bench", _fmt(res["rss_peak_mb"], " MB"), "this process + children"),
+    ]
+    e2e = res.get("e2e")
+    if e2e and not e2e.get("error"):
+        full, half = e2e["full"], e2e["half"]
+        rows += [
+            ("e2e, one worker, full load", _fmt(full["events_per_s"], " ev/s"),
+             f"p50 {_fmt(full['p50_ms'])} ms, p99 {_fmt(full['p99_ms'])} ms"),
+            ("  share of offline classify", _fmt(e2e.get("share_of_offline"), "x"), "target >= 0.5"),
+            ("e2e, one worker, half load", _fmt(half["events_per_s"], " ev/s"),
+             f"p50 {_fmt(half['p50_ms'])} ms, p99 {_fmt(half['p99_ms'])} ms (target <= 1,000)"),
+        ]
+        if e2e.get("two_workers"):
+            two = e2e["two_workers"]
+            rows.append((f"e2e, two workers ({cores} cores)", _fmt(two["events_per_s"], " ev/s"),
+                         f"{_fmt(e2e.get('two_vs_one'), 'x')} one worker"))
+        rows.append(("worker peak RSS (with children)", _fmt(e2e.get("worker_rss_peak_mb"), " MB"),
+                     "target <= 800"))
+    elif e2e and e2e.get("error"):
+        rows.append(("e2e", "failed", e2e["error"][:80]))
+    return rows
+
+
+def render_table(res: dict, console=None) -> None:
+    """Print the results as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="privacy-pipeline bench", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    for row in table_rows(res):
+        table.add_row(*row)
+    console.print(table)
+
+
+def save_results(res: dict, directory: str | Path = "bench/results") -> Path:
+    """Write ``res`` to ``<directory>/<UTC date>-<time>.json``; returns the path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H%M%S")
+    path = d / f"{stamp}.json"
+    path.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,265 @@
+"""CPU-heavy detection in child processes: :class:`PooledDetector`.
+
+spaCy NER is the bulk of the work and holds the GIL, so one process uses one core. The
+pool starts ``processes`` children (``spawn``: no fork of a process holding threads), each
+building one :class:`~pipeline.detection.Detector` at start-up, and splits every
+``analyze_batch`` call into contiguous slices of about equal characters, one per child.
+Results come back as plain tuples and are rebuilt as :class:`EntitySpan` here, in order.
+
+Children count nothing: metrics are counted by the caller in the serving process
+(PITFALLS.md, process pools). A child that dies is restarted once and its slice retried;
+if it fails again, :class:`DetectorPoolError` is raised (the classifier then retries the
+records one by one and dead-letters what still fails).
+
+    detector = build_detector(policy.detection, model_name="auto", processes=None)
+    spans = detector.analyze_batch(["call me at +1 415 555 0101"])
+    detector.close()
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing as mp
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+
+from pipeline.detection.config import DetectionConfig
+from pipeline.detection.types import EntitySpan
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("privacy_pipeline.detection.pool")
+
+__all__ = ["DetectorPoolError", "PooledDetector", "build_detector", "default_processes"]
+
+#: Environment of every child: one thread per native library, the pool is the parallelism.
+_CHILD_ENV = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "BLIS_NUM_THREADS": "1"}
+#: Below this many characters a batch goes to one child (splitting costs more than it saves).
+_MIN_SPLIT_CHARS = 2_000
+
+
+class DetectorPoolError(PipelineError):
+    """A detector child process failed to start or died twice on the same slice."""
+
+
+def default_processes() -> int:
+    """The cores this process may use (``sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def build_detector(config: DetectionConfig | None = None, *, model_name: str | None = "auto",
+                   processes: int | None = None):
+    """A :class:`PooledDetector` with ``processes`` children (``None`` or ``0``: one per
+    core), or an in-process :class:`~pipeline.detection.Detector` when that is 1."""
+    n = processes or default_processes()
+    if n <= 1:
+        from pipeline.detection.engine import Detector
+
+        return Detector(config, model_name=model_name)
+    return PooledDetector(config, model_name=model_name, processes=n)
+
+
+# -- the child --------------------------------------------------------------------------------
+def _child_main(conn, config_json: str, model_name: str | None) -> None:
+    os.environ.update(_CHILD_ENV)
+    try:
+        from pipeline.detection.engine import Detector
+
+        detector = Detector(DetectionConfig.model_validate_json(config_json), model_name=model_name)
+        detector.warm_up()
+    except BaseException as exc:  # report start-up failures (model missing) to the parent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.close()
+        return
+    conn.send(("ready", detector.model_name))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            break
+        if msg is None:
+            break
+        texts, entities = msg
+        try:
+            result = detector.analyze_batch(texts, entities=entities)
+            conn.send(("ok", [[(s.type, s.start, s.end, s.score, s.recognizer) for s in spans]
+                              for spans in result]))
+        except Exception as exc:  # the parent raises it; the child stays usable
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except KeyboardInterrupt:
+            break
+    conn.close()
+
+
+class _Child:
+    __slots__ = ("conn", "proc")
+
+    def __init__(self, ctx, config_json: str, model_name: str | None):
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_child_main, args=(child, config_json, model_name),
+                                name="privacy-detector", daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+
+    def wait_ready(self, timeout: float) -> str:
+        if not self.conn.poll(timeout):
+            raise DetectorPoolError(f"a detector process did not start within {timeout:.0f} s")
+        status, detail = self.conn.recv()
+        if status != "ready":
+            raise DetectorPoolError(f"a detector process failed to start: {detail}")
+        return detail
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout)
+        self.conn.close()
+
+
+# -- the pool -----------------------------------------------------------------------------------
+class PooledDetector:
+    """The :class:`~pipeline.detection.Detector` interface over ``processes`` children.
+
+    ``analyze_batch(texts, *, entities=None) -> list[list[EntitySpan]]``, same results as
+    one in-process detector (each child keeps its own template cache). Calls are serialised
+    (one batch at a time uses every child). :meth:`close` stops the children; it also runs
+    at interpreter exit.
+    """
+
+    def __init__(self, config: DetectionConfig | None = None, *, model_name: str | None = "auto",
+                 processes: int | None = None, start_timeout: float = 180.0):
+        self.config = config or DetectionConfig()
+        self.processes = processes or default_processes()
+        self._model_arg = model_name
+        self._config_json = self.config.model_dump_json()
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._start_timeout = start_timeout
+        self._children: list[_Child] = []
+        try:
+            self._children = [_Child(self._ctx, self._config_json, model_name)
+                              for _ in range(self.processes)]
+            names = {c.wait_ready(start_timeout) for c in self._children}
+        except BaseException:
+            self.close()
+            raise
+        self.model_name = names.pop()
+        self._finalizer = weakref.finalize(self, _stop_all, self._children)
+        atexit.register(self._finalizer)
+
+    # -- public -------------------------------------------------------------------------------
+    def analyze_batch(self, texts: Sequence[str], *,
+                      entities: Sequence[str] | None = None) -> list[list[EntitySpan]]:
+        """Entities per text, in input order (see :meth:`Detector.analyze_batch`)."""
+        texts = list(texts)
+        if not texts:
+            return []
+        ents = list(entities) if entities is not None else None
+        slices = _split(texts, len(self._children))
+        with self._lock:
+            if not self._children:
+                raise DetectorPoolError("the detector pool is closed")
+            sent = []
+            for k, (lo, hi) in enumerate(slices):
+                sent.append(self._send(k, (texts[lo:hi], ents)))
+            out: list[list[EntitySpan]] = []
+            for k, (lo, hi) in enumerate(slices):
+                rows = self._receive(k, (texts[lo:hi], ents), sent[k])
+                out.extend([EntitySpan(*row) for row in spans] for spans in rows)
+        return out
+
+    def child_pids(self) -> list[int]:
+        """Process ids of the children (for RSS accounting)."""
+        return [c.proc.pid for c in self._children if c.proc.pid is not None]
+
+    def close(self) -> None:
+        """Stop every child. Idempotent."""
+        children, self._children = self._children, []
+        _stop_all(children)
+
+    def __enter__(self) -> PooledDetector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _send(self, k: int, msg) -> bool:
+        try:
+            self._children[k].conn.send(msg)
+            return True
+        except (OSError, ValueError, EOFError):
+            return False
+
+    def _receive(self, k: int, msg, sent: bool):
+        for attempt in (0, 1):
+            if sent:
+                try:
+                    status, payload = self._children[k].conn.recv()
+                except (OSError, EOFError):
+                    status, payload = "died", None
+                if status == "ok":
+                    return payload
+                if status == "error":
+                    raise DetectorPoolError(f"detection failed in a child process: {payload}")
+            if attempt:
+                break
+            log.warning("detector process %d died; restarting it", k)
+            self._restart(k)
+            sent = self._send(k, msg)
+        raise DetectorPoolError("a detector process died twice on the same batch")
+
+    def _restart(self, k: int) -> None:
+        old = self._children[k]
+        try:
+            old.stop(timeout=1.0)
+        except Exception:
+            pass
+        child = _Child(self._ctx, self._config_json, self._model_arg)
+        self._children[k] = child
+        child.wait_ready(self._start_timeout)
+
+
+def _stop_all(children: list[_Child]) -> None:
+    for c in list(children):
+        try:
+            c.conn.send(None)
+        except (OSError, ValueError):
+            pass
+    for c in list(children):
+        try:
+            c.stop()
+        except Exception:
+            pass
+    children.clear()
+
+
+def _split(texts: list[str], parts: int) -> list[tuple[int, int]]:
+    """Contiguous ``(lo, hi)`` slices with about equal characters, at most ``parts``."""
+    n = len(texts)
+    sizes = [len(t) + 16 for t in texts]  # per-text overhead counts too
+    total = sum(sizes)
+    parts = max(1, min(parts, n, total // _MIN_SPLIT_CHARS or 1))
+    if parts == 1:
+        return [(0, n)]
+    out = []
+    lo, acc, target = 0, 0, total / parts
+    for i, size in enumerate(sizes):
+        acc += size
+        if acc >= target * (len(out) + 1) and len(out) < parts - 1 and i + 1 < n:
+            out.append((lo, i + 1))
+            lo = i + 1
+    out.append((lo, n))
+    return out

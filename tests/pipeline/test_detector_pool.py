@@ -1,0 +1,82 @@
+"""The detector pool and the template cache give the same spans as plain in-process analysis."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipeline.benchmark import a2p_bodies, default_sms_path
+from pipeline.detection import DetectionConfig, Detector
+from pipeline.detection.engine import template_skeleton
+from pipeline.detection.pool import PooledDetector, _split
+from pipeline.samples import load_sms_bodies
+
+_FALLBACK = [
+    "Hi Maria, call me back at +1 415 555 0142 when you can.",
+    "Order #48213 shipped to 12 Market Street, Springfield. Questions? ana.silva@example.com",
+    "Hola Juan, nos vemos mañana en la calle Mayor 5.",
+    "ok see you at 5",
+    "My card is 4111 1111 1111 1111 and my IBAN DE89 3704 0044 0532 0130 00",
+]
+
+
+@pytest.fixture(scope="module")
+def sms_texts() -> list[str]:
+    bodies = load_sms_bodies(default_sms_path())
+    if len(bodies) < 200:
+        rng = random.Random(3)
+        bodies = [rng.choice(_FALLBACK) + f" {i}" for i in range(200)]
+    return bodies[:200]
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector(DetectionConfig(template_cache=0))
+
+
+def test_pool_matches_in_process_detector(detector, sms_texts):
+    expected = detector.analyze_batch(sms_texts)
+    with PooledDetector(DetectionConfig(template_cache=0), processes=2) as pool:
+        got = []
+        for i in range(0, len(sms_texts), 64):
+            got.extend(pool.analyze_batch(sms_texts[i:i + 64]))
+        assert pool.analyze_batch([]) == []
+        assert pool.analyze_batch(sms_texts[:1], entities=["PHONE_NUMBER"]) == \
+            detector.analyze_batch(sms_texts[:1], entities=["PHONE_NUMBER"])
+    assert got == expected
+
+
+def test_template_cache_matches_uncached_analysis(detector):
+    texts = a2p_bodies(150, seed=9)
+    # a name after a greeting varies too: those texts must not share a skeleton
+    texts += [f"Hi {name}, your code is {code:06d}. Reply STOP to opt out."
+              for name, code in zip(["Maria", "John", "Priya", "Luis"] * 5, range(100000, 100020))]
+    expected = detector.analyze_batch(texts)
+    cached = Detector(DetectionConfig(template_cache=256))
+    got = []
+    for i in range(0, len(texts), 32):
+        got.extend(cached.analyze_batch(texts[i:i + 32]))
+    assert got == expected
+    assert cached.template_stats["hits"] > len(texts) // 2
+
+
+@pytest.mark.parametrize("text, skeleton", [
+    ("Your code is 123456.", "Your code is 000000."),
+    ("Track https://t.example.com/AB12 now", "Track " + "0" * 26 + " now"),
+    ("Mail bob.k@example.com today", "Mail " + "0" * 17 + " today"),
+    ("Room 4B at 10:30", "Room 00 at 00:00"),
+])
+def test_template_skeleton_masks_values_and_keeps_length(text, skeleton):
+    assert template_skeleton(text) == skeleton
+    assert len(template_skeleton(text)) == len(text)
+
+
+@pytest.mark.parametrize("sizes, parts, expected", [
+    ([10] * 4, 2, [(0, 4)]),                       # too little text to split
+    ([1000] * 8, 2, [(0, 4), (4, 8)]),
+    ([3000, 10, 10, 3000], 2, [(0, 2), (2, 4)]),
+    ([5000], 4, [(0, 1)]),
+])
+def test_split_balances_characters(sizes, parts, expected):
+    assert _split(["x" * n for n in sizes], parts) == expected
