@@ -118,6 +118,7 @@ def glob_match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> bool:
 _DATA_LIKE = re.compile(r"[0-9@+]|^[A-Za-z0-9_-]{20,}$")
 
 
+@lru_cache(maxsize=65536)
 def mask_pointer(pointer: str) -> str:
     """Mask data-like segments of a pointer for logs and summaries: keys can themselves be
     phone numbers or emails. Any segment with a digit, ``@`` or ``+`` (array indices
@@ -128,44 +129,55 @@ def mask_pointer(pointer: str) -> str:
 def subset(record, pointers):
     """The record restricted to ``pointers`` (a nested subset of the original).
 
-    Kept array elements stay in order; their indices shift when earlier elements are
-    dropped (the envelope's ``fields`` keep the original pointers). Returns ``{}`` when
-    nothing is kept.
+    ``pointers`` should be in document order (as the envelope's ``fields`` are): kept array
+    elements then stay in order; their indices shift when earlier elements are dropped (the
+    envelope's ``fields`` keep the original pointers). Pointers that do not resolve are
+    ignored. Returns ``{}`` when nothing is kept. Cost: the lengths of the kept paths, not
+    the size of the record.
     """
-    wanted = set(pointers)
-    prefixes = set()
-    for w in wanted:
-        i = w.find("/", 1)
-        while i != -1:
-            prefixes.add(w[:i])
-            i = w.find("/", i + 1)
-    got = _copy(record, "", wanted, prefixes)
-    return {} if got is _MISSING else got
+    out: dict = {}
+    positions: dict[int, dict[int, int]] = {}  # id(output list) -> {source index: output index}
+    for ptr in pointers:
+        segs = _split_cached(ptr)
+        if not segs:
+            continue
+        src, dst = record, out
+        last = len(segs) - 1
+        try:
+            for i, seg in enumerate(segs):
+                if isinstance(src, dict):
+                    child = src[seg]
+                    if i == last:
+                        dst[seg] = child
+                        break
+                    nxt = dst.get(seg)
+                    if nxt is None:
+                        nxt = dst[seg] = {} if isinstance(child, dict) else []
+                else:
+                    idx = int(seg)
+                    child = src[idx]
+                    where = positions.setdefault(id(dst), {})
+                    pos = where.get(idx)
+                    if i == last:
+                        if pos is None:
+                            where[idx] = len(dst)
+                            dst.append(child)
+                        break
+                    if pos is None:
+                        nxt = {} if isinstance(child, dict) else []
+                        where[idx] = len(dst)
+                        dst.append(nxt)
+                    else:
+                        nxt = dst[pos]
+                src, dst = child, nxt
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+    return out
 
 
-_MISSING = object()
-
-
-def _copy(value, ptr, wanted, prefixes):
-    if ptr in wanted:
-        return value
-    if ptr and ptr not in prefixes:
-        return _MISSING
-    if isinstance(value, dict):
-        res = {}
-        for k, v in value.items():
-            got = _copy(v, ptr + "/" + escape(str(k)), wanted, prefixes)
-            if got is not _MISSING:
-                res[k] = got
-        return res if res else _MISSING
-    if isinstance(value, list):
-        res = []
-        for i, v in enumerate(value):
-            got = _copy(v, f"{ptr}/{i}", wanted, prefixes)
-            if got is not _MISSING:
-                res.append(got)
-        return res if res else _MISSING
-    return _MISSING
+@lru_cache(maxsize=65536)
+def _split_cached(pointer: str) -> tuple[str, ...]:
+    return tuple(split(pointer))
 
 
 def replace(record: dict, ptrs: list[str], fn) -> dict:

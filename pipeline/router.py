@@ -30,6 +30,8 @@ classifier, so no route carries one in clear.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import hashlib
 
 from pipeline import pointers
@@ -312,7 +314,10 @@ class Router:
                 "signal": "event", "policy_version": env["policy_version"]}
 
 
+@lru_cache(maxsize=65536)
 def _allowed(ptr: str, globs, cloud: bool) -> bool:
+    """Whether ``ptr`` matches one of the compiled ``globs`` (cached: pointers repeat across
+    records of one shape)."""
     norm = tuple(pointers.normalise_name(s) for s in pointers.split(ptr))
     if cloud and norm and norm[0] == "data":
         norm = norm[1:]
