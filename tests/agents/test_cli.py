@@ -1,0 +1,131 @@
+"""The ``privacy-pipeline`` console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from agents.cli import COMMANDS, build_parser, main
+
+SUBCOMMANDS = ["run", "worker", "produce", "classify", "topics"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"privacy-pipeline {command}" in capsys.readouterr().out
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t = time.perf_counter(); from agents.cli import build_parser; "
+            "build_parser().format_help(); "
+            "heavy = [m for m in ('faust', 'kafka', 'presidio_analyzer', 'spacy') if m in sys.modules]; "
+            "print(heavy, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, seconds = out.rsplit(" ", 1)
+    assert heavy == "[]"
+    assert float(seconds) < 1.0
+
+
+def test_adding_a_subcommand_is_one_function():
+    def _add_hello(sub):
+        p = sub.add_parser("hello", help="say hello")
+        p.set_defaults(func=lambda args: 0)
+
+    COMMANDS.append(_add_hello)
+    try:
+        assert build_parser().parse_args(["hello"]).command == "hello"
+    finally:
+        COMMANDS.remove(_add_hello)
+
+
+def test_run_rejects_a_missing_input_file(tmp_path, capsys):
+    assert main(["run", "--input", str(tmp_path / "absent.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_worker_without_a_broker_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.delenv("PRIVACY_PIPELINE_KAFKA_BROKER", raising=False)
+    monkeypatch.delenv("KAFKA_BROKER", raising=False)
+    assert main(["worker"]) == 2
+    assert "PRIVACY_PIPELINE_KAFKA_BROKER" in capsys.readouterr().err
+
+
+def test_classify_writes_one_line_per_input_line(tmp_path, capsysbinary):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"sid": "SM' + b"a" * 32 + b'", "account_sid": "AC' + b"b" * 32
+                    + b'", "from": "+14155550100", "to": "+14155550101", "body": "hi"}\n'
+                    b"not json\n")
+    assert main(["classify", "--event-type", "message", str(src)]) == 0
+    out = capsysbinary.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 2
+    env = json.loads(lines[0])
+    assert env["event_type"] == "message" and env["fields"]["/body"]["category"] == "content"
+    assert json.loads(lines[1])["error"]["kind"] == "invalid_json"
+    assert b"lines=2" in out.err
+
+
+@pytest.mark.broker
+def test_produce_and_topics_against_the_broker(broker, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PRIVACY_PIPELINE_TOPIC_PREFIX", f"cli{uuid.uuid4().hex[:6]}.")
+    monkeypatch.setenv("PRIVACY_PIPELINE_KAFKA_BROKER", broker.bootstrap)
+    assert main(["topics"]) == 1  # nothing created yet
+    assert "missing" in capsys.readouterr().out
+    assert main(["topics", "--apply"]) == 0
+    assert main(["topics"]) == 0
+    out = capsys.readouterr().out
+    assert "retention" in out and "missing" not in out
+
+    src = tmp_path / "events.jsonl"
+    src.write_text("".join(json.dumps({"sid": f"SM{i:032x}", "body": "x"}) + "\n" for i in range(250)) + "\n")
+    topic = f"cli-produce-{uuid.uuid4().hex[:6]}"
+    assert main(["produce", "--topic", topic, "--key-field", "sid", str(src)]) == 0
+    assert "produced 250 records" in capsys.readouterr().err
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    # Count by reading: Tansu's ListOffsets(latest) answers the last batch's base offset + 1.
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(tps)
+        keys = set()
+        deadline = time.monotonic() + 30
+        while len(keys) < 250 and time.monotonic() < deadline:
+            for msgs in consumer.poll(500).values():
+                keys.update(m.key for m in msgs)
+        assert keys == {f"SM{i:032x}".encode() for i in range(250)}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_run_end_to_end_prints_the_summary_and_exits_0(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "run", "--events", "400"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**_clean_env(), "COLUMNS": "140"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for needle in ("privacy.retention.content.v1", "privacy.anonymised.v1", "privacy.deadletter.v1",
+                   "Entities per type", "events/s after start-up", "accounted for"):
+        assert needle in out, needle
+    assert "embedded broker stopped" in proc.stderr
+    assert time.monotonic() - start < 240
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("PRIVACY_PIPELINE_") and k != "KAFKA_BROKER"}
