@@ -15,9 +15,23 @@ TEXT_LOGGING_LIBRARIES = ("presidio-analyzer", "presidio-anonymizer", "presidio_
                           "presidio_anonymizer", "spacy", "tldextract")
 
 
+class _BelowLevelFilter(logging.Filter):
+    """Drops records below ``level``; leaves the logger's own level (and the root's) alone."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
 def cap_text_logging_libraries(level: int = logging.INFO) -> None:
-    """Raise the level of :data:`TEXT_LOGGING_LIBRARIES` loggers to at least ``level`` (idempotent)."""
+    """Drop records below ``level`` from :data:`TEXT_LOGGING_LIBRARIES` loggers (idempotent).
+
+    A filter, not ``setLevel``: the configured level (WARNING for offline commands) still
+    applies on top."""
     for name in TEXT_LOGGING_LIBRARIES:
         logger = logging.getLogger(name)
-        if logger.level < level:
-            logger.setLevel(level)
+        if not any(isinstance(f, _BelowLevelFilter) for f in logger.filters):
+            logger.addFilter(_BelowLevelFilter(level))
