@@ -274,8 +274,20 @@ class Classifier:
         keys = set()
         for container in _containers(record):
             keys.update(pointers.normalise_name(str(k)) for k in container)
+        best = self._best_family(keys)
+        if best == UNKNOWN_FAMILY:
+            # Deeply nested payloads (webhook batches, entry/changes/value wrappers): every key
+            # on every path counts, bounded to the first 2,000 leaves.
+            for n, (_ptr, norm, _value) in enumerate(pointers.walk_leaves(record)):
+                keys.update(norm)
+                if n >= 2000:
+                    break
+            best = self._best_family(keys)
+        return best
+
+    def _best_family(self, keys: set[str]) -> str:
         best, best_score = UNKNOWN_FAMILY, 0
-        for name, fam in families.items():
+        for name, fam in self.policy.families.items():
             score = sum(1 for n in fam.detect_names if n in keys)
             if score > best_score:
                 best, best_score = name, score
