@@ -165,6 +165,11 @@ class FieldDecider:
         if hit is not None:
             return Decision(hit[0], "name", f"name:{hit[0]}", entity=hit[1])
         tokens = [t for t in name.split("_") if t]
+        # "price_per_message", "number_of_segments": the head noun stands before the preposition
+        for i, tok in enumerate(tokens):
+            if i > 0 and tok in _PREPOSITIONS:
+                tokens = tokens[:i]
+                break
         parent = keys[-2].split("_") if len(keys) > 1 else []
         for i in range(len(tokens) - 1, -1, -1):
             tok = tokens[i]
@@ -194,6 +199,9 @@ class FieldDecider:
                 return cat
         return None
 
+
+#: Tokens after which a compound name only qualifies its head (``price_per_message``).
+_PREPOSITIONS = frozenset({"per", "of"})
 
 #: Generic tokens that name identifiers: never content whatever they identify.
 _ID_TOKENS = frozenset({"id", "sid", "uuid"})
