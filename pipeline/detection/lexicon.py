@@ -111,7 +111,7 @@ NUMBER_NEGATIVE_CONTEXT: dict[str, tuple[str, ...]] = {
 
 #: Prepositions after which a capitalised name is a place ("em Amadora", "at Port X").
 PLACE_BEFORE: dict[str, tuple[str, ...]] = {
-    "en": ("in", "at", "near", "from", "to", "via", "around", "outside", "downtown", "city of",
+    "en": ("in", "at", "near", "from", "to", "around", "outside", "downtown", "city of",
            "town of", "located in", "based in", "live in", "lives in", "moved to"),
     "es": ("en", "de", "desde", "hacia", "cerca de", "a"),
     "de": ("in", "nach", "aus", "bei", "an", "von"),

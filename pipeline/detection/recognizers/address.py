@@ -56,7 +56,7 @@ _GERMAN = re.compile(
 _STREET_BEFORE = re.compile(
     rf"(?<![\w])(?:{_NUM},?\s+)?(?:{_alt(STREET_TYPES_BEFORE)})\s+"
     rf"(?:(?:{_alt(NAME_CONNECTORS)})\s+){{0,2}}{_W}(?:\s+(?:(?:{_alt(NAME_CONNECTORS)})\s+)?{_W}){{0,3}}"
-    rf"(?:,?\s+(?:n[º°o]\.?\s*)?{_NUM})?",
+    rf"(?:,?\s+(?:n[º°o]\.?\s*)?{_NUM}(?![\w]))?",
     re.IGNORECASE,
 )
 # number, 1-4 capitalised words, comma, capitalised word (case-sensitive on purpose)
@@ -66,6 +66,7 @@ _NUM_CAPS_COMMA = re.compile(
 
 
 _UNIT_LOWER = frozenset(w.rstrip(".") for w in UNIT_WORDS)
+_ROUTE_NUMBER = re.compile(r"\s+\d{1,4}(?![\w])")
 
 
 class AddressRecognizer(ProjectRecognizer):
@@ -95,11 +96,21 @@ class AddressRecognizer(ProjectRecognizer):
         if has_digit:
             for rx in (_STREET_AFTER, _UNIT_STREET, _GERMAN, _STREET_BEFORE):
                 for m in rx.finditer(text):
-                    if rx is _STREET_BEFORE and not re.search(r"\d", m.group(0)) and case != "mixed":
+                    if rx is _STREET_BEFORE and not re.search(r"\d", m.group(0)) and (
+                            case != "mixed" or not m.group(0)[0].isupper()):
+                        # without a number, only a capitalised street type in mixed case
+                        # ("Rue de la Paix"), not a preposition homograph ("shipped via UPS")
                         continue
                     if rx in (_STREET_AFTER, _UNIT_STREET) and not self._street_words_ok(m.group(0)):
                         continue
-                    spans.append((m.start(), m.end(), self.score))
+                    end = m.end()
+                    if rx is _STREET_AFTER:
+                        if not self._has_street_name(text, m):
+                            continue
+                        numbered = _ROUTE_NUMBER.match(text, end)
+                        if numbered:  # "2400 route 9": the route number belongs to the street
+                            end = numbered.end()
+                    spans.append((m.start(), end, self.score))
             if case == "mixed":
                 for m in _NUM_CAPS_COMMA.finditer(text):
                     spans.append((m.start(), m.end(), self.score - 0.1))
@@ -116,6 +127,18 @@ class AddressRecognizer(ProjectRecognizer):
                 if place and not any(s <= place[0] < e for s, e, _ in out):
                     out.append((place[0], place[1], self.place_score))
         return [self._result("LOCATION", s, e, sc) for s, e, sc in out]
+
+    @staticmethod
+    def _has_street_name(text: str, m) -> bool:
+        """A number and a street type need a name between them (``145 Main Street``), unless
+        the street itself is numbered: ``42 5 street`` (house number before) or ``2400 route
+        9`` (route number after). ``454 gate B22`` (a boarding gate) is no address."""
+        # the last word is the street type; any word before it names the street (street-type
+        # words included: "Main", "Green" and "Brook" are both)
+        words = [w for w in re.findall(_W, m.group(0)) if w.lower().rstrip(".") not in _UNIT_LOWER]
+        if len(words) >= 2:
+            return True
+        return bool(re.search(r"\d[\s,]+$", text[:m.start()]) or _ROUTE_NUMBER.match(text, m.end()))
 
     def _street_words_ok(self, surface: str) -> bool:
         """The street's name words are not function words (``4 at port`` is no address)."""

@@ -25,6 +25,10 @@ _NAME_CONNECTORS = frozenset(("de", "da", "do", "dos", "das", "del", "van", "von
                               "den", "di", "du", "le", "la", "bin", "al", "el", "mc", "o'"))
 
 
+#: "I'm", "it's", "we'll": a contraction is never a name word.
+_CONTRACTION = re.compile(r"^[^\W\d_]+['’](?:m|s|re|ll|ve|d|t)$")
+
+
 def _alternation(phrases: Iterable[str]) -> str:
     parts = sorted({p.lower() for p in phrases}, key=len, reverse=True)
     return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in parts)
@@ -46,6 +50,8 @@ class PersonContextRecognizer(ProjectRecognizer):
         self.stop = non_name_words(supported_language)
         before = tuple(before)
         after = tuple(after)
+        # A trigger word is never part of the name it introduces ("Hello, I'm Priya", "Oi, aqui").
+        self._trigger_words = frozenset(p.lower() for p in before + after if " " not in p.strip())
         self._before = re.compile(
             r"(?<![\w'’])(?:" + _alternation(before) + r")(?![\w'’])[\s,:;!\-–—.]*",
             re.IGNORECASE,
@@ -62,6 +68,8 @@ class PersonContextRecognizer(ProjectRecognizer):
             return False
         bare = tok.rstrip(".")
         low = bare.lower()
+        if low in self._trigger_words or _CONTRACTION.match(low):
+            return False
         if tok.endswith(".") and len(bare) > 1 and case == "mixed":
             # "Hans D." is an initial; "Paul." ends a sentence: caller trims the dot
             pass
