@@ -38,8 +38,11 @@ def _console(stderr: bool = False):
 
 
 def _setup_logging(level: str) -> None:
+    from pipeline.logsafety import cap_text_logging_libraries
+
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cap_text_logging_libraries()  # Kafka clients and Presidio log record values at DEBUG
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +313,192 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# replay / backfill (operations; agents/ops.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _add_replay(sub) -> None:
+    p = sub.add_parser(
+        "replay", help="send dead letters back to their input topic after a fix",
+        description="Read privacy.deadletter.v1 (consumer group <app_id>-replay, default "
+        "privacy-pipeline-replay) and produce each dead letter's original key and bytes to its "
+        "source input topic with a 'replay-attempt' header. The worker carries that header into a "
+        "new dead letter, so a record that fails again stops after --max-attempts. Dead letters "
+        "whose raw bytes were omitted (too large), whose source is not an input topic or that are "
+        "over the limit are reported, not replayed. Starts at the group's committed offset (the "
+        "beginning on the first run) unless --from-offset or --since; stops at the dead letters "
+        "that existed when it started.",
+        epilog="Fix and deploy the worker first; then 'replay --dry-run' to see what would go, "
+        "then 'replay'. Example: privacy-pipeline replay --reason invalid_json --since 24h")
+    p.add_argument("--broker", metavar="URL", help="bootstrap servers (overrides the settings)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-offset", type=int, metavar="N",
+                       help="start at offset N of every dead-letter partition (ignores the group's position)")
+    start.add_argument("--since", metavar="TIMESTAMP",
+                       help="start at the first dead letter at or after TIMESTAMP: ISO 8601 "
+                       "(2026-11-30T17:00:00Z), epoch seconds/milliseconds, or a time ago (24h, 7d)")
+    p.add_argument("--reason", action="append", default=[], metavar="KIND",
+                   help="replay only dead letters of this error kind (e.g. invalid_json; repeatable)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="replays allowed per record; one that already had N is reported and skipped "
+                   "(default: 3)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide and report only: produce nothing, commit nothing")
+    p.add_argument("--idle", type=float, default=3.0, metavar="S",
+                   help="stop when no dead letter arrives for S seconds (default: 3)")
+    p.set_defaults(func=cmd_replay)
+
+
+def _ops_settings(cmd: str, broker: str | None, **overrides):
+    settings = _settings(kafka_broker=broker, **overrides)
+    if not settings.kafka_broker:
+        print(f"privacy-pipeline {cmd}: no broker; pass --broker or set PRIVACY_PIPELINE_KAFKA_BROKER",
+              file=sys.stderr)
+        return None
+    return settings
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=_console(stderr=True), transient=False)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from agents.ops import parse_timestamp, replay
+
+    if args.max_attempts < 1:
+        print("privacy-pipeline replay: --max-attempts must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.from_offset is not None and args.from_offset < 0:
+        print("privacy-pipeline replay: --from-offset must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    settings = _ops_settings("replay", args.broker)
+    if settings is None:
+        return EXIT_USAGE
+    since = parse_timestamp(args.since) if args.since else None
+    with _progress() as progress:
+        task = progress.add_task("dead letters", total=None)
+        report = replay(settings, from_offset=args.from_offset, since_ms=since, dry_run=args.dry_run,
+                        reasons=args.reason, max_attempts=args.max_attempts, idle_s=args.idle,
+                        on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    from rich.table import Table
+
+    verb = "would replay" if report.dry_run else "replayed"
+    table = Table(title="replay" + (" (dry run)" if report.dry_run else ""), title_justify="left")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    table.add_row("consumer group", report.group)
+    table.add_row("dead letters read", f"{report.read:,}")
+    for topic, n in sorted(report.by_topic.items()):
+        table.add_row(f"{verb} to {topic}", f"{n:,}")
+    labels = {"filtered": "not matching --reason", "raw_omitted": "skipped: raw bytes omitted",
+              "max_attempts": "skipped: over --max-attempts", "not_input_topic": "skipped: source not an input topic",
+              "unreadable": "skipped: not a dead-letter record"}
+    for action, n in sorted(report.counts.items()):
+        if action != "replay":
+            table.add_row(labels.get(action, action), f"{n:,}")
+    if report.skipped_before_since:
+        table.add_row("before --since", f"{report.skipped_before_since:,}")
+    if report.failed:
+        table.add_row("[red]produce failed[/red]", f"{len(report.failed):,}")
+    _console().print(table)
+    for (t, p, o), d in report.skipped[:20]:
+        src = "" if d.source is None else f" (source {d.source[0]}[{d.source[1]}]@{d.source[2]})"
+        print(f"skipped {t}[{p}]@{o}{src}: {d.kind or '?'}: {d.detail or d.action}", file=sys.stderr)
+    if len(report.skipped) > 20:
+        print(f"... and {len(report.skipped) - 20} more skipped", file=sys.stderr)
+    if report.failed:
+        print(f"privacy-pipeline replay: {len(report.failed)} records could not be produced "
+              f"(first: {report.failed[0][1]}); offsets were not committed past them: check the "
+              "broker and the Write ACLs on the input topics, then run replay again", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_backfill(sub) -> None:
+    p = sub.add_parser(
+        "backfill", help="re-classify input history under a new policy version",
+        description="Re-read the input topics from --from (to --to, default: now) and classify, "
+        "route and anonymise every record under --policy (default: the settings' policy) with a "
+        "consumer group of its own (<app_id>-backfill-<policy version>). Outputs carry the new "
+        "version (header privacy-policy, field policy_version) and a privacy-backfill header. "
+        "They go to the normal output topics (consumers de-duplicate on event-id and tell versions "
+        "apart by privacy-policy) or, with --topic-prefix, to prefixed copies created on the way. "
+        "Accounts in privacy.deletions.v1 are treated as deleted. Re-running with the same policy "
+        "version resumes from the group's committed offsets.",
+        epilog="Example: privacy-pipeline backfill --from 2026-11-30T00:00:00Z --policy new-policy.yaml "
+        "--topic-prefix privacy-pipeline-backfill-2026.12.01.")
+    p.add_argument("--from", dest="from_", required=True, metavar="TIMESTAMP",
+                   help="first record time: ISO 8601 (2026-11-30T17:00:00Z), epoch seconds/milliseconds, "
+                   "or a time ago (24h, 7d)")
+    p.add_argument("--to", metavar="TIMESTAMP", help="stop before this record time (default: when the backfill starts)")
+    p.add_argument("--policy", metavar="FILE", type=Path, help="the new policy YAML (default: the settings' policy)")
+    p.add_argument("--topic-prefix", default="", metavar="P",
+                   help="write outputs to P + topic name (created with the policy's retention) instead "
+                   "of the normal output topics; the ACLs allow the prefix privacy-pipeline-backfill")
+    p.add_argument("--broker", metavar="URL", help="bootstrap servers (overrides the settings)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="records per batch (default: 256)")
+    p.add_argument("--idle", type=float, default=5.0, metavar="S",
+                   help="stop when the inputs stay idle for S seconds (default: 5)")
+    p.set_defaults(func=cmd_backfill)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from agents.ops import backfill, format_ms, parse_timestamp
+
+    if args.policy is not None and not args.policy.is_file():
+        print(f"privacy-pipeline backfill: no such policy file: {args.policy}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.batch_size < 1:
+        print("privacy-pipeline backfill: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    settings = _ops_settings("backfill", args.broker)
+    if settings is None:
+        return EXIT_USAGE
+    from_ms = parse_timestamp(args.from_)
+    to_ms = parse_timestamp(args.to) if args.to else None
+    err = _console(stderr=True)
+    with _progress() as progress:
+        task = progress.add_task("records", total=None)
+        report = backfill(settings, from_ms=from_ms, to_ms=to_ms, policy=args.policy,
+                          topic_prefix=args.topic_prefix, batch_size=args.batch_size, idle_s=args.idle,
+                          on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                          status=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    from rich.table import Table
+
+    table = Table(title="backfill", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("window", f"{format_ms(report.from_ms)} → {format_ms(report.to_ms)}")
+    table.add_row("policy version", report.policy_version)
+    table.add_row("consumer group", report.group)
+    if report.topic_prefix:
+        table.add_row("topic prefix", report.topic_prefix)
+    table.add_row("input records", f"{report.read:,}")
+    for outcome, n in sorted(report.outcomes.items()):
+        table.add_row(f"  {outcome}", f"{n:,}")
+    for topic, n in sorted(report.produced.items()):
+        table.add_row(f"→ {topic}", f"{n:,}")
+    table.add_row("deleted accounts known", f"{report.deleted_accounts:,}")
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    _console().print(table)
+    if report.failed:
+        print(f"privacy-pipeline backfill: {len(report.failed)} outputs could not be produced (first: "
+              f"{report.failed[0][1]}); stopped with the group's offsets before that batch: check the "
+              "broker and the Write ACLs, then run the same command again to resume", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # anonymise / deanonymise (offline)
 # --------------------------------------------------------------------------------------------
 
@@ -501,7 +690,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 #: One registration function per subcommand, in ``--help`` order.
 COMMANDS: list[Callable] = [_add_run, _add_worker, _add_produce, _add_classify, _add_topics,
-                            _add_anonymise, _add_deanonymise, _add_policy, _add_eval, _add_bench]
+                            _add_replay, _add_backfill, _add_anonymise, _add_deanonymise, _add_policy, _add_eval, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import logging
 
-#: Loggers of dependencies that put analysed text into DEBUG records.
+#: Loggers of dependencies that put analysed text into DEBUG records. The Kafka clients log
+#: whole requests and responses (record keys and values, SASL handshakes) and every produced
+#: key and value at DEBUG: found by tests/agents/test_bad_input_worker.py. A logger's filter
+#: does not apply to its children's records, so each emitting module is named.
 TEXT_LOGGING_LIBRARIES = ("presidio-analyzer", "presidio-anonymizer", "presidio_analyzer",
-                          "presidio_anonymizer", "spacy", "tldextract")
+                          "presidio_anonymizer", "spacy", "tldextract",
+                          "aiokafka.conn", "aiokafka.producer.producer", "kafka.net.connection",
+                          "kafka.protocol.parser", "kafka.producer.kafka", "kafka.producer.sender",
+                          "kafka.conn")
 
 
 class _BelowLevelFilter(logging.Filter):

@@ -8,11 +8,13 @@ stats. Everything that decides is here and testable without a broker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
+from functools import partial
 
 from pipeline.anonymise import Anonymiser
 from pipeline.classify import Classifier, ClassifyInput
 from pipeline.codec import decode_object, encode
+from pipeline.consent import ConsentReader, merge
 from pipeline.deadletter import build_deadletter
 from pipeline.drift import DriftMonitor
 from pipeline.errors import DecodeError
@@ -21,6 +23,7 @@ from pipeline.policy import Policy, load_policy
 from pipeline.records import OutputMessage, ProcessResult, RecordStats, SourceRecord, TopicSpec
 from pipeline.router import Router, headers_for
 from pipeline.settings import Settings
+from pipeline.shredding import KeyRing, master_keys
 from pipeline.topics import TopicNames
 
 log = logging.getLogger("privacy_pipeline.processing")
@@ -30,8 +33,9 @@ class Processor:
     """Classifies, routes and anonymises batches of records.
 
     Build with :meth:`from_settings` (loads the policy and spaCy, about 2 s). The instance
-    holds no per-record state: deleted accounts are passed in by the caller (the worker's
-    Faust table), so any number of workers can share a consumer group.
+    holds no per-record state: deleted accounts, consent flags and data keys are passed in by
+    the caller (the worker's Faust tables and key state), so any number of workers can share
+    a consumer group.
     """
 
     def __init__(self, policy: Policy, settings: Settings, detector=None, *, schema_check=None):
@@ -45,7 +49,11 @@ class Processor:
             secret_key_id=settings.secret_hash_key_id,
             schema_check=schema_check,
         )
-        self.router = Router(policy, self.topics)
+        self.router = Router(policy, self.topics, prefix=settings.topic_prefix)
+        self.consent = ConsentReader(policy.consent)
+        masters, current, self.dev_master_key = master_keys(settings)
+        #: master keys only (no data keys): batches get a view of the caller's key state
+        self.keyring = KeyRing(masters, current)
         self.drift = DriftMonitor.from_policy(policy)
         self.anonymiser = Anonymiser.from_settings(policy, settings)
         self.max_bytes = settings.producer_max_request_size
@@ -81,23 +89,42 @@ class Processor:
                             ("deletions", t.deletions)):
             spec = p.transit.get(name)
             specs.append(TopicSpec(topic, n, _cfg(spec.retention_ms, spec.cleanup_policy) if spec else {}))
+        # issue 7: wrapped data keys (compacted: a tombstone shreds), legal holds, purpose routes
+        specs.append(TopicSpec(t.keys, n, _cfg(-1, "compact")))
+        if p.legal_hold is not None:
+            specs.append(TopicSpec(t.legal_hold, n, _cfg(p.legal_hold.retention_ms, p.legal_hold.cleanup_policy)))
+        for route in p.routes.purposes:
+            specs.append(TopicSpec(self.settings.topic_prefix + route.topic, n,
+                                   _cfg(route.retention_ms, route.cleanup_policy)))
         return specs
 
     # -- classification ------------------------------------------------------------------
     def process_batch(self, records: Sequence[SourceRecord], *,
                       deleted_accounts: Container[str] = frozenset(),
-                      event_type: str | None = None) -> list[ProcessResult]:
+                      event_type: str | None = None,
+                      consents: Mapping[str, Mapping[str, bool]] | None = None,
+                      data_keys: Mapping[str, Mapping[str, bytes]] | None = None) -> list[ProcessResult]:
         """One :class:`ProcessResult` per record, same order. Never raises for bad input:
         undecodable values become dead letters, tombstones on ``cpaas.accounts.v1`` become
         deletions, other tombstones are skipped (counted). ``event_type`` overrides the
-        family the input topic implies (offline ``--event-type``)."""
+        family the input topic implies (offline ``--event-type``).
+
+        Issue 7 state, read but never changed (a batch's own changes apply to its later
+        records): ``deleted_accounts``; ``consents`` (account id -> consent flags, for
+        purpose routes; a record that changes them says so in ``ProcessResult.consents``);
+        ``data_keys`` (account id -> {dek id: key}, the worker's key state). With
+        ``data_keys`` the record of sealed routes is encrypted with the account's data key,
+        a new key comes back as a key-topic message placed before the first output that uses
+        it, and a deletion tombstones the account's keys. Without it (offline) nothing is
+        sealed."""
+        state = _BatchState(deleted_accounts, consents or {},
+                            None if data_keys is None else self.keyring.for_batch(data_keys))
         results: list[ProcessResult | None] = [None] * len(records)
         pending: list[tuple[int, ClassifyInput]] = []
         for i, rec in enumerate(records):
             family = event_type or self.input_topics.get(rec.topic, "auto")
             if rec.value is None:
-                results[i] = self._tombstone(rec, family)
-                continue
+                continue  # in record order below: a deletion applies to the records after it
             try:
                 obj = decode_object(rec.value)
             except DecodeError as exc:
@@ -107,14 +134,20 @@ class Processor:
                                                         "offset": rec.offset}
             pending.append((i, ClassifyInput(obj, family, rec.value, src)))
         envelopes = self._classify_isolated([ci for _, ci in pending])
-        for (i, _), env in zip(pending, envelopes):
-            rec = records[i]
+        env_of = {i: env for (i, _), env in zip(pending, envelopes)}
+        for i, rec in enumerate(records):
+            if results[i] is not None:
+                continue
+            if rec.value is None:
+                results[i] = self._tombstone(rec, event_type or self.input_topics.get(rec.topic, "auto"), state)
+                continue
+            env = env_of[i]
             if isinstance(env, Exception):
                 results[i] = self._deadletter(rec, "classify_error",
                                               f"classification failed with {type(env).__name__}")
                 continue
             try:
-                results[i] = self._route(rec, env, deleted_accounts)
+                results[i] = self._route(rec, env, state)
             except Exception as exc:  # a routing bug must not lose the record
                 log.exception("routing failed for topic=%s partition=%s offset=%s",
                               rec.topic, rec.partition, rec.offset)
@@ -138,15 +171,46 @@ class Processor:
                 out.append(exc)
         return out
 
-    def _route(self, rec: SourceRecord, env: dict, deleted_accounts: Container[str]) -> ProcessResult:
+    def _route(self, rec: SourceRecord, env: dict, state: "_BatchState") -> ProcessResult:
         account = env.get("account_id")
-        deleted = account is not None and account in deleted_accounts
-        outputs = self.router.route(env, input_key=rec.key, deleted=deleted)
-        outcome = "deletion" if self.router.is_deletion(env) else "classified"
-        outputs = [self._fit(rec, o) for o in outputs]
+        deletion = self.router.is_deletion(env)
+        deleted = account is not None and state.is_deleted(account)
+        flags = None
+        if account and env["event_type"] == "account" and not deletion and not deleted:
+            update = self.consent.flags(env["record"])
+            if update:
+                flags = state.set_consents(account, update)
+        new_keys: list[OutputMessage] = []
+        seal = None
+        if state.ring is not None and account and not deleted and not deletion:
+            seal = partial(self._seal, state.ring, account, new_keys)
+        outputs = self.router.route(env, input_key=rec.key, deleted=deleted,
+                                    consents=state.consents_of(account), seal=seal)
+        if deletion and account:
+            outputs.extend(self._shred(account, state))
+        outcome = "deletion" if deletion else "classified"
+        # a new data key is produced (and awaited by the worker) before the content it seals
+        outputs = new_keys + [self._fit(rec, o) for o in outputs]
         stats = _stats(env, outputs)
         stats.drift.update(self.drift.check_envelope(env))
-        return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env)
+        return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env,
+                             consents=flags)
+
+    # -- crypto-shredding (issue 7) ------------------------------------------------------
+    def _seal(self, ring: KeyRing, account: str, new_keys: list[OutputMessage], msg: dict) -> None:
+        """Replace ``msg["record"]`` by ``msg["record_encrypted"]`` (the account's data key)."""
+        blob, new = ring.encrypt(account, encode(msg.pop("record")))
+        if new is not None:
+            new_keys.append(OutputMessage(self.topics.keys, new[0], new[1]))
+        msg["record_encrypted"] = blob
+
+    def _shred(self, account: str, state: "_BatchState") -> list[OutputMessage]:
+        """A deletion: later records of the batch see the account deleted; tombstones for
+        every data key of the account the key state knows."""
+        state.deleted.add(account)
+        if state.ring is None:
+            return []
+        return [OutputMessage(self.topics.keys, k, None) for k in state.ring.forget(account)]
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
         """Replace an output over the producer's size limit by a dead letter."""
@@ -156,18 +220,20 @@ class Processor:
         dl = build_deadletter(rec, "output_too_large",
                               f"output for {out.topic} is {size} bytes, over the producer limit of "
                               f"{self.max_bytes}", max_bytes=self.max_bytes)
-        return OutputMessage(self.topics.deadletter, rec.key, encode(dl), _dl_headers(out.headers, "output_too_large"))
+        return OutputMessage(self.topics.deadletter, rec.key, encode(dl),
+                             _dl_headers(out.headers, "output_too_large") + _carried(rec))
 
     def _deadletter(self, rec: SourceRecord, kind: str, message: str) -> ProcessResult:
         dl = build_deadletter(rec, kind, message, max_bytes=self.max_bytes)
         headers = (("event-id", ("sha256:" + dl["raw_sha256"][:32]).encode()),
                    ("deadletter-reason", kind.encode()),
                    ("privacy-policy", self.policy.version.encode()), ("envelope-version", b"1"))
+        headers += _carried(rec)
         out = OutputMessage(self.topics.deadletter, rec.key, encode(dl), headers)
         return ProcessResult(rec, [out], "deadletter", None, None, None,
                              RecordStats(deadletter_reason=kind, routes=[self.topics.deadletter]))
 
-    def _tombstone(self, rec: SourceRecord, family: str) -> ProcessResult:
+    def _tombstone(self, rec: SourceRecord, family: str, state: "_BatchState | None" = None) -> ProcessResult:
         if family == "account" and rec.key:
             account = rec.key.decode("utf-8", "replace")
             env = {"envelope_version": 1, "event_id": f"tombstone:{account}", "account_id": account,
@@ -177,7 +243,9 @@ class Processor:
             event["signal"] = "tombstone"
             hdrs = headers_for(env, {})
             outputs = [OutputMessage(self.topics.deletions, rec.key, encode(event), hdrs),
-                       OutputMessage(self.topics.retention_account, rec.key, None, hdrs)]
+                       OutputMessage(self.topics.retention_account, rec.key, None, hdrs),
+                       *self.router.deletion_audits(env, key=rec.key),
+                       *(self._shred(account, state) if state is not None else [])]
             return ProcessResult(rec, outputs, "deletion", "account", env["event_id"], account,
                                  RecordStats(routes=[o.topic for o in outputs]))
         return ProcessResult(rec, [], "tombstone_skipped", family if family != "auto" else None)
@@ -213,8 +281,45 @@ class Processor:
         return results
 
 
+class _BatchState:
+    """Issue 7 state during one batch: the caller's mappings plus this batch's changes."""
+
+    __slots__ = ("base_deleted", "deleted", "base_consents", "consents", "ring")
+
+    def __init__(self, deleted: Container[str], consents: Mapping[str, Mapping[str, bool]],
+                 ring: KeyRing | None):
+        self.base_deleted, self.deleted = deleted, set()
+        self.base_consents, self.consents = consents, {}
+        self.ring = ring
+
+    def is_deleted(self, account: str) -> bool:
+        return account in self.deleted or account in self.base_deleted
+
+    def consents_of(self, account: str | None) -> Mapping[str, bool] | None:
+        if account is None:
+            return None
+        if account in self.consents:
+            return self.consents[account]
+        return self.base_consents.get(account)
+
+    def set_consents(self, account: str, update: Mapping[str, bool]) -> dict[str, bool]:
+        flags = merge(self.consents_of(account), update)
+        self.consents[account] = flags
+        return flags
+
+
 def _cfg(retention_ms: int, cleanup: str) -> dict[str, str]:
     return {"retention.ms": str(retention_ms), "cleanup.policy": cleanup}
+
+
+#: Input headers a dead letter carries over: ``replay-attempt`` (set by ``privacy-pipeline
+#: replay``) so the attempt count survives another failure and a poison record stops.
+REPLAY_ATTEMPT_HEADER = "replay-attempt"
+_CARRIED_HEADERS = (REPLAY_ATTEMPT_HEADER,)
+
+
+def _carried(rec: SourceRecord) -> tuple[tuple[str, bytes], ...]:
+    return tuple((k, v) for k, v in (rec.headers or ()) if k in _CARRIED_HEADERS)
 
 
 def _dl_headers(headers, kind: str):

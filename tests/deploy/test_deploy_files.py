@@ -568,7 +568,8 @@ def test_acls_downstream_reads_only_its_topic(user, topic):
     ("user", "reads", "writes"),
     [
         ("privacy-pipeline-replay", {"privacy.deadletter.v1"}, set(INPUT_TOPICS)),
-        ("privacy-pipeline-backfill", set(INPUT_TOPICS), set(OUTPUT_TOPICS)),
+        # backfill also reads the keys of privacy.deletions.v1: deleted accounts stay deleted
+        ("privacy-pipeline-backfill", set(INPUT_TOPICS) | {"privacy.deletions.v1"}, set(OUTPUT_TOPICS)),
         ("keda-privacy-pipeline", set(), set()),
         ("cpaas-ingest", set(), set(INPUT_TOPICS)),
     ],
