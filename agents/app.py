@@ -8,7 +8,15 @@
   ``privacy.anonymised.v1``.
 * ``deleted-accounts`` GlobalTable: account id -> deletion info, written idempotently (set
   once) from results with outcome ``deletion``; its keys go to ``process_batch``.
-* Web views: ``/metrics`` (Prometheus, counters kept in this process), ``/healthz``, ``/readyz``.
+* ``account-consents`` GlobalTable: account id -> consent flags (``pipeline.consent``), set
+  (never incremented: idempotent) from results that changed them; removed on deletion.
+  GlobalTables: every worker holds every account, so a record keyed by message id is
+  checked against any account (no co-partitioning needed; PITFALLS).
+* Key state (``agents.keys``): every worker reads the whole compacted key topic into a
+  ``KeyRing`` whose data keys go to ``process_batch``; new keys are delivered before the
+  content they seal (``BatchHandler.first_topics``).
+* Web views: ``/metrics`` (Prometheus, counters kept in this process), ``/healthz``, ``/readyz``,
+  ``/dashboard`` and ``/dashboard/data`` (``agents.dashboard``).
 
 Errors never escape a batch: ``take_events`` acknowledges the batch as a whole when the
 block exits (PITFALLS), so failures are caught per record and dead-lettered. A batch whose
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchHandler", "BatchOutcome", "PrivacyApp", "create_app", "run_batch", "source_record", "withhold"]
 
 DELETED_ACCOUNTS_TABLE = "deleted-accounts"
+CONSENTS_TABLE = "account-consents"
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +136,9 @@ class BatchHandler:
         deleted: Callable[[], frozenset[str]] | None = None,
         on_deletion: Callable[[ProcessResult], None] | None = None,
         stage: str = "classify",
+        state: Callable[[], dict[str, Any]] | None = None,
+        on_results: Callable[[Sequence[ProcessResult]], None] | None = None,
+        first_topics: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         self.stage = stage
@@ -139,6 +151,11 @@ class BatchHandler:
         self.policy_version = policy_version
         self.deleted = deleted
         self.on_deletion = on_deletion
+        #: issue 7: more ``process`` keyword arguments per batch (consents, data keys), a hook
+        #: for delivered results, topics delivered (awaited) before any other output
+        self.state = state
+        self.on_results = on_results
+        self.first_topics = first_topics
 
     def _dead(self, record: SourceRecord, kind: str, exc: BaseException) -> ProcessResult:
         return internal_deadletter(
@@ -151,6 +168,8 @@ class BatchHandler:
         kwargs = {}
         if self.deleted is not None:
             kwargs["deleted_accounts"] = self.deleted()
+        if self.state is not None:
+            kwargs.update(self.state())
         return await loop.run_in_executor(self.executor, partial(self.process, list(records), **kwargs))
 
     async def classify(self, records: Sequence[SourceRecord]) -> list[ProcessResult]:
@@ -182,8 +201,26 @@ class BatchHandler:
         """
         pending: list[tuple[int, OutputMessage, Any]] = []
         failed: dict[int, tuple[str, BaseException]] = {}
+        if self.first_topics:  # data keys are delivered before the content they seal (issue 7)
+            first = []
+            for i, res in enumerate(results):
+                for out in res.outputs:
+                    if out.topic in self.first_topics:
+                        try:
+                            first.append((i, out, await self.send(out)))
+                        except Exception as exc:
+                            self._failed(failed, i, res, out, exc)
+            for i, out, fut in first:
+                try:
+                    await fut
+                except Exception as exc:
+                    self._failed(failed, i, results[i], out, exc)
         for i, res in enumerate(results):
+            if i in failed:  # its key is not out: its sealed content must not go either
+                continue
             for out in res.outputs:
+                if out.topic in self.first_topics:
+                    continue
                 try:
                     pending.append((i, out, await self.send(out)))
                 except Exception as exc:
@@ -247,6 +284,11 @@ class BatchHandler:
         except Exception:
             log.exception("%s: unexpected error in a batch of %d messages", self.name, len(messages))
             return BatchOutcome([], len(messages))
+        if self.on_results is not None:
+            try:
+                self.on_results(results)
+            except Exception as exc:
+                log.error("%s: recording the state of a batch failed: %s", self.name, type(exc).__name__)
         if self.on_deletion is not None:
             for res in results:
                 if res.outcome == "deletion" and res.account_id:
@@ -350,7 +392,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         from pipeline.processing import Processor
 
         processor = Processor.from_settings(settings)
-    metrics = metrics or PipelineMetrics()
+    metrics = metrics or PipelineMetrics.from_processor(processor)
     options = dict(
         faust_client_options(settings),
         autodiscover=False,
@@ -388,6 +430,22 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         partitions=settings.partitions, help="Deleted accounts: account id -> deletion info",
     )
     app.deleted_accounts = deleted
+    consents = app.GlobalTable(
+        CONSENTS_TABLE, default=None, key_type=str, value_type=bytes, use_partitioner=True,
+        partitions=settings.partitions, help="Consent flags: account id -> flags (pipeline.consent)",
+    )
+    app.consents = consents
+    # Key state (issue 7): only with a real Processor (test doubles have no key ring).
+    key_state = None
+    if getattr(processor, "keyring", None) is not None:
+        from agents.keys import KeyState
+        from pipeline.shredding import KeyRing
+
+        key_state = KeyState(settings, names.keys, KeyRing(processor.keyring.masters, processor.keyring.current))
+        if getattr(processor, "dev_master_key", False):
+            log.warning("crypto-shredding uses the built-in development master key: set "
+                        "PRIVACY_PIPELINE_MASTER_KEY (and _MASTER_KEY_ID) in production")
+    app.key_state = key_state
 
     async def send(out: OutputMessage):
         producer = await app.maybe_start_producer()
@@ -404,13 +462,32 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                 "source": {"topic": res.source.topic, "partition": res.source.partition,
                            "offset": res.source.offset},
             }).encode()
+        if key in consents:  # consent flags are account data: gone with the account
+            del consents[key]
+
+    def batch_state() -> dict[str, Any]:
+        from pipeline.consent import ConsentView
+
+        return {"consents": ConsentView(dict(consents.items())), "data_keys": key_state.ring.data_keys}
+
+    def on_results(results: Sequence[ProcessResult]) -> None:
+        from pipeline.consent import encode_state
+
+        for res in results:
+            key_state.apply(res.outputs)
+            if res.consents is not None and res.account_id and res.outcome != "deletion":
+                # set, never merged here: the processor merged; idempotent under redelivery
+                consents[res.account_id] = encode_state(res.consents, event_id=res.event_id,
+                                                        updated_at=_utc_now())
 
     common = {
         "send": send, "executor": executor, "metrics": metrics, "deadletter_topic": deadletter_topic,
         "max_request_size": settings.producer_max_request_size, "policy_version": policy_version,
     }
+    issue7 = {} if key_state is None else {
+        "state": batch_state, "on_results": on_results, "first_topics": frozenset([names.keys])}
     classify_handler = BatchHandler(name="classify", process=processor.process_batch,
-                                    deleted=deleted_ids, on_deletion=on_deletion, **common)
+                                    deleted=deleted_ids, on_deletion=on_deletion, **issue7, **common)
     anonymise_handler = BatchHandler(name="anonymise", process=processor.anonymise_batch,
                                      stage="anonymise", **common)
     app.handlers = {"classify": classify_handler, "anonymise": anonymise_handler}
@@ -433,17 +510,35 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
 
     @app.agent(inputs, name="privacy-classify", concurrency=1)
     async def classify(stream):
+        if key_state is not None:  # never seal with a partial key state (a second key per account)
+            await key_state.ready.wait()
         await _loop(classify_handler, stream)
 
     @app.agent(anonymise_topic, name="privacy-anonymise", concurrency=1)
     async def anonymise(stream):
         await _loop(anonymise_handler, stream)
 
+    if key_state is not None:
+        @app.task
+        async def key_topic_reader() -> None:
+            """Every worker reads the whole key topic (agents.keys); a failure stops the worker
+            (the classify agent would otherwise wait for the key state for ever)."""
+            try:
+                await key_state.run(send, deleted_ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("key state: reading the key topic failed: %s", type(exc).__name__)
+                await app.crash(exc)
+
     lag_topics = frozenset([*input_names, names.anonymise])
+
+    async def refresh_lag() -> None:
+        await _update_lag(app, metrics, lag_topics)
 
     @app.page("/metrics")
     async def metrics_view(web, request):
-        await _update_lag(app, metrics, lag_topics)
+        await refresh_lag()
         return web.bytes(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
@@ -452,35 +547,90 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
 
     @app.page("/readyz")
     async def readyz(web, request):
-        ready = _is_ready(app)
-        return web.json({"ready": ready, "policy": policy_version},
+        checks = _readiness(app, lag_topics)
+        ready = all(checks.values())
+        return web.json({"ready": ready, "checks": checks, "policy": policy_version},
                         status=200 if ready else 503)
+
+    from agents.dashboard import register_dashboard
+
+    register_dashboard(app, metrics, refresh_lag=refresh_lag,
+                       ready=lambda: all(_readiness(app, lag_topics).values()))
 
     app.executor = executor
     return app
 
 
-def _is_ready(app: faust.App) -> bool:
+def _readiness(app: faust.App, topics: frozenset[str]) -> dict[str, bool]:
+    """``/readyz`` checks: the worker started, every consumed topic exists (it is in the
+    consumer's cluster metadata, so ``on_first_start`` created it), partitions are assigned
+    (the first rebalance finished; the global table's changelog partitions are assigned to
+    every worker, so this holds for a worker without input partitions too), no rebalance is
+    in progress, table recovery completed and, with crypto-shredding, the key topic was read."""
+    checks = {"started": bool(app.started), "topics": False, "assigned": False,
+              "not_rebalancing": not app.rebalancing, "recovered": False}
     try:
-        recovered = app.tables.recovery.completed.is_set()
+        consumer = app.consumer
+        checks["topics"] = all(consumer.topic_partitions(t) for t in topics)
+        checks["assigned"] = bool(consumer.assignment())
     except Exception:
-        recovered = False
-    return bool(recovered and not app.rebalancing and app.started)
+        pass
+    try:
+        checks["recovered"] = app.tables.recovery.completed.is_set()
+    except Exception:
+        pass
+    key_state = getattr(app, "key_state", None)
+    if key_state is not None:  # the classify agent waits for the key topic (issue 7)
+        try:
+            checks["keys"] = bool(key_state.ready.is_set())
+        except Exception:
+            checks["keys"] = False
+    return checks
+
+
+def consumer_lag(highwater: int | None, committed: int | None, position: int | None) -> int | None:
+    """Records of a partition the consumer group has not processed: the log end offset (the
+    highwater of the consumer's last fetch response) minus the committed offset (the next
+    offset to process, Kafka's convention), or minus the fetch position before the first
+    commit. ``None`` when the highwater is unknown (nothing fetched yet)."""
+    if highwater is None or highwater < 0:
+        return None
+    base = committed if committed is not None and committed >= 0 else position
+    if base is None or base < 0:
+        return None
+    return max(0, highwater - base)
 
 
 async def _update_lag(app: faust.App, metrics: PipelineMetrics, topics: frozenset[str]) -> None:
-    """Set ``privacy_consumer_lag`` for the assigned partitions of ``topics`` (at scrape time)."""
+    """Set ``privacy_consumer_lag`` for the assigned partitions of ``topics`` (at scrape time).
+
+    The highwater comes from the consumer's own fetch responses (``consumer.highwater``, no
+    extra request); the committed offset from Faust's consumer (what this worker committed).
+    Partitions no longer assigned are removed. Not ListOffsets: the embedded Tansu broker
+    answers it with the last batch's base offset + 1 (README: Metrics and dashboard), while
+    its fetch high watermark is right; on Kafka both agree with ``kafka-consumer-groups``.
+    """
     try:
         consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        lags: dict[tuple[str, int], int] = {}
         for tp in consumer.assignment():
             if tp.topic not in topics:
                 continue
             high = consumer.highwater(tp)
-            pos = await consumer.position(tp)
-            if high is not None and pos is not None:
-                metrics.set_lag(tp.topic, tp.partition, high - pos)
+            done = committed.get(tp) if hasattr(committed, "get") else None
+            pos = None
+            if done is None:
+                try:
+                    pos = await asyncio.wait_for(consumer.position(tp), timeout=2.0)
+                except Exception:
+                    pos = None
+            lag = consumer_lag(high, done, pos)
+            if lag is not None:
+                lags[(tp.topic, tp.partition)] = lag
+        metrics.set_lags(lags)
     except Exception:  # lag is best effort: never fail a scrape
-        pass
+        log.debug("updating the consumer lag failed", exc_info=True)
 
 
 def __getattr__(name: str):

@@ -465,8 +465,9 @@ def _output_names(settings: Settings, topic_prefix: str):
     base = topic_names(settings)
     if not topic_prefix:
         return base
-    inputs = {"messages", "calls", "accounts"}
-    return TopicNames(**{k: (v if k in inputs else topic_prefix + v) for k, v in base.model_dump().items()})
+    # inputs are read, not written; the key topic is shared: shredding must reach every copy
+    shared = {"messages", "calls", "accounts", "keys"}
+    return TopicNames(**{k: (v if k in shared else topic_prefix + v) for k, v in base.model_dump().items()})
 
 
 def _deleted_accounts(settings: Settings, idle_s: float) -> set[str]:
@@ -481,6 +482,25 @@ def _deleted_accounts(settings: Settings, idle_s: float) -> set[str]:
     finally:
         reader.close()
     return out
+
+
+def _key_ring(settings: Settings, idle_s: float):
+    """The data keys in the key topic (``privacy.keys.v1``), read from the beginning until
+    idle: retained content written by the backfill is sealed like the worker's (issue 7)."""
+    from pipeline.shredding import KeyRing
+
+    ring = KeyRing.from_settings(settings)
+    names = topic_names(settings)
+    reader = _BoundedReader(settings, [names.keys], group=None, idle_s=idle_s, resume=False,
+                            until_ms=int(time.time() * 1000))
+    try:
+        for batch in reader.batches():
+            for m in batch:
+                if m.key:
+                    ring.apply(m.key, m.value)
+    finally:
+        reader.close()
+    return ring
 
 
 def _ensure_outputs(settings: Settings, specs) -> None:
@@ -543,6 +563,8 @@ def backfill(settings: Settings, *, from_ms: int, to_ms: int | None = None, poli
     status("reading deleted accounts")
     deleted = _deleted_accounts(settings, idle_s=min(idle_s, 2.0))
     report.deleted_accounts = len(deleted)
+    status("reading data keys")
+    ring = _key_ring(settings, idle_s=min(idle_s, 2.0))
     inputs = list(out_names.input_families())
     outputs = [s for s in processor.topic_specs() if s.name not in set(inputs) and s.name != out_names.anonymise]
     if topic_prefix:
@@ -562,7 +584,9 @@ def backfill(settings: Settings, *, from_ms: int, to_ms: int | None = None, poli
         for batch in reader.batches():
             records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.headers)
                        for m in batch]
-            results = processor.process_batch(records, deleted_accounts=frozenset(deleted))
+            # consents are not known here: consent-gated purpose routes get nothing (safe side)
+            results = processor.process_batch(records, deleted_accounts=frozenset(deleted),
+                                              consents={}, data_keys=ring.data_keys)
             futures: list = []
             to_anonymise: list[tuple[Coord, SourceRecord]] = []
             for rec, res in zip(records, results):
@@ -572,6 +596,8 @@ def backfill(settings: Settings, *, from_ms: int, to_ms: int | None = None, poli
                     deleted.add(res.account_id)
                 here = (rec.topic, rec.partition, rec.offset)
                 for out in res.outputs:
+                    if out.topic == out_names.keys and out.key:
+                        ring.apply(out.key, out.value)  # new or shredded keys, for later batches
                     if out.topic == out_names.anonymise:
                         to_anonymise.append((here, SourceRecord(out.topic, None, None, out.key, out.value,
                                                                 rec.timestamp_ms, out.headers)))

@@ -325,12 +325,16 @@ class WorkerProcess:
         env.update(self.extra_env)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "worker", "--web-port", str(self.web_port)],
+            self.argv(),
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True,
             preexec_fn=die_with_parent,
         )
         return self
+
+    def argv(self) -> list[str]:
+        """The worker's command line (tests substitute a launcher around ``create_app``)."""
+        return [sys.executable, "-m", "agents.cli", "worker", "--web-port", str(self.web_port)]
 
     @property
     def url(self) -> str:

@@ -5,11 +5,18 @@ global registry: tests and several apps in one process stay independent). Counte
 incremented in the process that serves ``/metrics`` (PITFALLS: process pools).
 
 Label values come only from the policy and the code (event types, categories, sources,
-entity types, rule names, topic names, dead-letter kinds), never from records.
+entity types, rule names, topic names, dead-letter kinds), never from records. Every label
+value goes through a :class:`LabelSet` that maps values outside a bounded set to a fixed
+fallback (``unknown`` for event types and dead-letter reasons, ``other`` elsewhere), so a
+record can never create a new time series: the sets come from the policy and the topic names
+(:meth:`PipelineMetrics.from_processor`), or, unconfigured, from the code's defaults with a
+cap on the number of distinct values.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -21,13 +28,62 @@ from prometheus_client import (
     generate_latest,
 )
 
-from pipeline.records import ProcessResult
+from pipeline.records import OUTCOMES, ProcessResult
 
-__all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "DEADLETTER_REASONS", "LabelSet", "PipelineMetrics"]
+
+log = logging.getLogger(__name__)
 
 _UNKNOWN = "unknown"
+_OTHER = "other"
 #: Routes label of a record that produced nothing (a skipped tombstone).
 ROUTE_NONE = "none"
+
+#: Every dead-letter kind the code writes (``pipeline.codec`` decode errors, ``pipeline.processing``,
+#: ``agents.app``). tests/pipeline/test_metrics.py checks the sources name no other kind.
+DEADLETTER_REASONS: frozenset[str] = frozenset({
+    "empty", "invalid_utf8", "invalid_json", "too_deep", "not_object", "not_envelope",
+    "output_too_large", "classify_error", "route_error", "anonymise_error", "processing_error",
+    "produce_failed", "unreadable_message",
+})
+#: ``source`` of a field decision (``pipeline.classify.Decision``).
+FIELD_SOURCES: frozenset[str] = frozenset({"rule", "name", "detector", "default"})
+#: Event families of the default topics (``TopicNames.input_families``).
+DEFAULT_EVENT_TYPES: frozenset[str] = frozenset({"message", "call", "account"})
+#: Entity types the classifier itself declares (value hints), beyond the policy's.
+CODE_ENTITY_TYPES: frozenset[str] = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "URL", "IP_ADDRESS"})
+#: Distinct values an unconfigured label takes before further ones become the fallback.
+MAX_LABEL_VALUES = 64
+
+
+class LabelSet:
+    """A bounded set of label values: ``value(x)`` is ``x`` when allowed, else ``fallback``.
+
+    ``allowed=None`` admits the first ``cap`` distinct values (the code's own values; a guard
+    against a bug turning record content into labels, not a policy).
+    """
+
+    __slots__ = ("_lock", "_seen", "allowed", "cap", "fallback")
+
+    def __init__(self, allowed: Iterable[str] | None, fallback: str, cap: int = MAX_LABEL_VALUES) -> None:
+        self.allowed = None if allowed is None else frozenset(str(a) for a in allowed)
+        self.fallback = fallback
+        self.cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def value(self, raw: object) -> str:
+        if not isinstance(raw, str) or not raw:
+            return self.fallback
+        if self.allowed is not None:
+            return raw if raw in self.allowed else self.fallback
+        if raw in self._seen:
+            return raw
+        with self._lock:
+            if len(self._seen) < self.cap and len(raw) <= 120:
+                self._seen.add(raw)
+                return raw
+        return self.fallback
 
 
 class PipelineMetrics:
@@ -42,13 +98,36 @@ class PipelineMetrics:
         "entities",
         "events",
         "fields",
+        "labels",
         "outcomes",
         "produce_errors",
         "registry",
         "unknown_fields",
     )
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 event_types: Iterable[str] | None = DEFAULT_EVENT_TYPES,
+                 entity_types: Iterable[str] | None = None,
+                 rules: Iterable[str] | None = None,
+                 routes: Iterable[str] | None = None,
+                 topics: Iterable[str] | None = None) -> None:
+        """Label values are bounded by these sets (``None``: the first values seen, capped).
+
+        ``routes``: output topics (``none`` is always allowed); ``topics``: the consumed
+        topics (``privacy_consumer_lag``, ``privacy_produce_errors_total``).
+        """
+        from pipeline.policy.model import CATEGORIES
+
+        self.labels = {
+            "event_type": LabelSet(event_types, _UNKNOWN),
+            "category": LabelSet(CATEGORIES, _UNKNOWN),
+            "source": LabelSet(FIELD_SOURCES, _UNKNOWN),
+            "entity_type": LabelSet(entity_types, _OTHER),
+            "reason": LabelSet(DEADLETTER_REASONS, _UNKNOWN),
+            "rule": LabelSet(rules, _OTHER),
+            "route": LabelSet(None if routes is None else {*routes, ROUTE_NONE}, _OTHER),
+            "topic": LabelSet(topics, _OTHER),
+        }
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events = Counter("privacy_events_total", "Records processed, per event type and output route",
@@ -78,6 +157,39 @@ class PipelineMetrics:
                                       "Output messages that could not be produced, per topic",
                                       ["topic"], registry=r)
 
+    @classmethod
+    def from_processor(cls, processor: object, registry: CollectorRegistry | None = None) -> PipelineMetrics:
+        """Metrics whose label sets come from ``processor``'s policy and topic names (families,
+        entity types, rule names, output and input topics); anything missing stays capped."""
+        policy = getattr(processor, "policy", None)
+        event_types = entity_types = rules = routes = topics = None
+        if policy is not None:
+            try:
+                event_types = set(policy.families)
+                all_rules = [r for f in policy.families.values() for r in f.rules]
+                all_rules += list(policy.common_rules) + list(policy.cloudevents_rules)
+                rules = {r.name for r in all_rules}
+                entity_types = {r.entity for r in all_rules if r.entity}
+                entity_types |= {h.entity for h in policy.name_hints if h.entity}
+                entity_types |= set(policy.detection.entities) | CODE_ENTITY_TYPES
+                from pipeline.detection.config import DEFAULT_ENTITIES
+
+                entity_types |= set(DEFAULT_ENTITIES)
+            except Exception:  # a partial policy (tests): keep what is known, cap the rest
+                log.debug("label sets from a partial policy", exc_info=True)
+        try:
+            routes = {s.name for s in processor.topic_specs()}
+        except Exception:
+            routes = None
+        try:
+            topics = set(processor.input_topics)
+            if routes is not None:
+                topics |= routes
+        except Exception:
+            topics = None
+        return cls(registry, event_types=event_types or DEFAULT_EVENT_TYPES, entity_types=entity_types,
+                   rules=rules, routes=routes, topics=topics)
+
     def observe(self, results: Iterable[ProcessResult], seconds: float, *, stage: str = "classify") -> None:
         """Count one processed batch: its results and the time classification took.
 
@@ -86,37 +198,56 @@ class PipelineMetrics:
         """
         results = list(results)
         classify = stage == "classify"
+        lab = self.labels
+        event_type, route_of, reason_of = lab["event_type"].value, lab["route"].value, lab["reason"].value
         if classify:
             self.classify_seconds.observe(seconds)
             self.batch_size.observe(len(results))
         for res in results:
-            et = res.event_type or _UNKNOWN
+            et = event_type(res.event_type)
             st = res.stats
             routes = st.routes or sorted({o.topic for o in res.outputs})
             if routes:
                 for route in routes:
-                    self.events.labels(et, route).inc()
+                    self.events.labels(et, route_of(route)).inc()
             elif classify:
                 self.events.labels(et, ROUTE_NONE).inc()
             if res.outcome == "deadletter":
-                self.deadletter.labels(st.deadletter_reason or _UNKNOWN).inc()
+                self.deadletter.labels(reason_of(st.deadletter_reason)).inc()
             if not classify:
                 continue
-            self.outcomes.labels(res.outcome).inc()
+            self.outcomes.labels(res.outcome if res.outcome in OUTCOMES else _OTHER).inc()
             for (category, source), n in st.fields.items():
-                self.fields.labels(et, category, source).inc(n)
+                self.fields.labels(et, lab["category"].value(category), lab["source"].value(source)).inc(n)
             for entity_type, n in st.entities.items():
-                self.entities.labels(entity_type).inc(n)
+                self.entities.labels(lab["entity_type"].value(entity_type)).inc(n)
             if st.unknown_fields:
                 self.unknown_fields.labels(et).inc(st.unknown_fields)
             for rule, n in st.drift.items():
-                self.drift.labels(et, rule).inc(n)
+                self.drift.labels(et, lab["rule"].value(rule)).inc(n)
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
-        self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
+        self.consumer_lag.labels(self.labels["topic"].value(topic), str(int(partition))).set(max(0, lag))
+
+    def set_lags(self, lags: dict[tuple[str, int], int]) -> None:
+        """Replace every ``privacy_consumer_lag`` series by ``lags`` (``(topic, partition) -> lag``):
+        partitions no longer assigned to this worker disappear instead of going stale."""
+        wanted = {(self.labels["topic"].value(t), str(int(p))): max(0, int(v)) for (t, p), v in lags.items()}
+        for labels in list(self._lag_series()):
+            if labels not in wanted:
+                try:
+                    self.consumer_lag.remove(*labels)
+                except KeyError:
+                    pass
+        for (topic, partition), value in wanted.items():
+            self.consumer_lag.labels(topic, partition).set(value)
+
+    def _lag_series(self) -> list[tuple[str, str]]:
+        return [(s.labels["topic"], s.labels["partition"])
+                for fam in self.consumer_lag.collect() for s in fam.samples]
 
     def produce_failed(self, topic: str) -> None:
-        self.produce_errors.labels(topic).inc()
+        self.produce_errors.labels(self.labels["topic"].value(topic)).inc()
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (``CONTENT_TYPE_LATEST``)."""

@@ -83,3 +83,5 @@ class ProcessResult:
     account_id: str | None = None
     stats: RecordStats = field(default_factory=RecordStats)
     envelope: dict | None = None
+    #: the account's consent flags after this record, when it changed them (issue 7)
+    consents: dict[str, bool] | None = None

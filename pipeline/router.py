@@ -14,8 +14,17 @@ In produce order:
   ``routes.carrier_address.marker``) to ``privacy.carrier.address.v1``: the address fields
   the policy allows (tagged account, the one regulated exception), never a secret; always
   followed by a ``privacy.audit.v1`` record, even when nothing could be shared;
-- account deletions: an event to ``privacy.deletions.v1`` and a tombstone to
-  ``privacy.retention.account.v1``.
+- account deletions: an event to ``privacy.deletions.v1``, a tombstone to
+  ``privacy.retention.account.v1`` and one ``privacy.audit.v1`` record per legal hold;
+- consent-gated purpose routes (policy ``routes.purposes``, e.g. ``privacy.marketing.v1``):
+  only when the account's consent flags grant the route's flag (``consents``), never for a
+  deleted account, never content or secrets;
+- legal holds (policy ``legal_hold``): the held fields to ``privacy.legalhold.v1`` in clear,
+  also after the account's deletion (then audited per record).
+
+``seal`` (crypto-shredding, issue 7) is called on each message of a retention topic of a
+shredded category and of every purpose route before it is encoded; the processor's seal
+replaces ``record`` by ``record_encrypted``.
 
 Audit records hold the event id, route, policy version and the pointers sent and withheld
 (data-like segments masked), never values.
@@ -30,13 +39,15 @@ classifier, so no route carries one in clear.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 import hashlib
 
 from pipeline import pointers
 from pipeline.codec import encode
-from pipeline.policy.model import CATEGORIES, Policy
+from pipeline.consent import allows
+from pipeline.policy.model import CATEGORIES, HoldSpec, Policy
 from pipeline.records import OutputMessage
 from pipeline.topics import TopicNames
 
@@ -85,11 +96,16 @@ class Router:
     """Routes envelopes per the policy; topic names come from settings (prefix applied)."""
 
     __slots__ = ("policy", "topics", "_deletion_fields", "_deletion_values", "_direction_fields",
-                 "_outbound", "_inbound")
+                 "_outbound", "_inbound", "purpose_topics", "_holds", "_sealed")
 
-    def __init__(self, policy: Policy, topics: TopicNames):
+    def __init__(self, policy: Policy, topics: TopicNames, *, prefix: str = ""):
         self.policy = policy
         self.topics = topics
+        #: purpose route name -> full topic name (``prefix`` applied)
+        self.purpose_topics = {r.name: prefix + r.topic for r in policy.routes.purposes}
+        self._holds = tuple(policy.legal_hold.holds) if policy.legal_hold else ()
+        self._sealed = frozenset([topics.retention(c) for c in policy.shredding.categories]
+                                 + list(self.purpose_topics.values()))
         self._deletion_fields = frozenset(policy.routes.deletion.fields)
         self._deletion_values = frozenset(v.lower() for v in policy.routes.deletion.values)
         direction = policy.routes.carrier.direction
@@ -133,8 +149,18 @@ class Router:
         return bool(_marked(env["record"], frozenset(spec.marker.fields), frozenset(spec.marker.values)))
 
     # -- routing -------------------------------------------------------------------------
-    def route(self, env: dict, *, input_key: bytes | None, deleted: bool = False) -> list[OutputMessage]:
-        """The messages for one envelope, in produce order; fills ``env["routes"]``."""
+    def sealed(self, topic: str) -> bool:
+        """Whether messages to ``topic`` are sealed (encrypted with the account's data key)."""
+        return topic in self._sealed
+
+    def route(self, env: dict, *, input_key: bytes | None, deleted: bool = False,
+              consents: Mapping[str, bool] | None = None,
+              seal: Callable[[dict], None] | None = None) -> list[OutputMessage]:
+        """The messages for one envelope, in produce order; fills ``env["routes"]``.
+
+        ``deleted``: the account is deleted (only anonymisation and legal holds);
+        ``consents``: the account's consent flags (purpose routes); ``seal``: see the module
+        docstring."""
         topics = self.topics
         key = env["account_id"].encode() if env.get("account_id") else input_key
         by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
@@ -149,6 +175,15 @@ class Router:
             for cat in CATEGORIES:
                 if by_cat[cat]:
                     plan.append((topics.retention(cat), by_cat[cat], key, "retention"))
+            if env.get("account_id"):
+                for spec in self.policy.routes.purposes:
+                    if env["event_type"] in spec.families and allows(consents, spec.consent):
+                        ptrs = self.purpose_pointers(env, spec)
+                        if ptrs:
+                            plan.append((self.purpose_topics[spec.name], ptrs, key, "purpose"))
+        holds = {} if deletion else self.hold_pointers(env)
+        for name, ptrs in holds.items():
+            plan.append((topics.legal_hold, ptrs, key, "hold:" + name))
         if env["event_type"] in self.policy.routes.anonymise_families:
             plan.append((topics.anonymise, list(env["fields"]), key, "anonymise"))
         shared: list[tuple[str, list[str], list[str]]] = []  # (route, sent, withheld)
@@ -161,8 +196,10 @@ class Router:
             if addr_ptrs:
                 plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier"))
             shared.append((topics.carrier_address, addr_ptrs, addr_withheld))
-        routes = [t for t, *_ in plan] + ([topics.audit] if shared else []) + (
-            [topics.retention_account] if deletion and env.get("account_id") else [])
+        audited = shared or (deleted and holds) or (deletion and self._holds)
+        routes = [t for t, *_ in plan] + (
+            [topics.retention_account] if deletion and env.get("account_id") else []) + (
+            [topics.audit] if audited else [])
         env["routes"] = list(dict.fromkeys(routes))
 
         redacted = None
@@ -174,7 +211,9 @@ class Router:
                 out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
                 continue
             source = env
-            if kind in stored_kinds:
+            hold = kind[5:] if kind.startswith("hold:") else None
+            stored = "retention" if kind in ("purpose", "retention") or hold else kind
+            if stored in stored_kinds:
                 if redacted is None:
                     redacted = self.redacted(env)
                 source = redacted
@@ -182,15 +221,69 @@ class Router:
                 msg = self.carrier_message(env, ptrs)
             else:
                 msg = restrict(source, ptrs)
-            out.append(OutputMessage(topic, k, encode(msg), headers_for(msg, msg["fields"])))
+            headers = headers_for(msg, msg["fields"])
+            if hold:
+                msg["legal_hold"] = hold
+                headers += (("privacy-legal-hold", hold.encode()),)
+            elif seal is not None and topic in self._sealed:
+                seal(msg)
+            out.append(OutputMessage(topic, k, encode(msg), headers))
             if topic in audits:
                 out.append(self.audit_message(env, topic, *audits.pop(topic), key=key))
+            if hold and deleted:
+                out.append(self.hold_audit(env, self._hold(hold), "held_after_deletion", ptrs, key=key))
         for topic, (sent, held) in audits.items():  # audited although nothing was shared
             out.append(self.audit_message(env, topic, sent, held, key=key))
         if deletion and env.get("account_id"):
             out.append(OutputMessage(topics.retention_account, env["account_id"].encode(), None,
                                      headers_for(env, {})))
+            out.extend(self.deletion_audits(env, key=key))
         return out
+
+    # -- legal hold and purposes -----------------------------------------------------------
+    def hold_pointers(self, env: dict) -> dict[str, list[str]]:
+        """``{hold name: pointers}`` of the legal holds that keep fields of this record."""
+        if not self._holds:
+            return {}
+        out: dict[str, list[str]] = {}
+        cloud = _is_cloud(env)
+        for hold in self._holds:
+            if env["event_type"] not in hold.families:
+                continue
+            ptrs = [p for p, f in env["fields"].items() if f["category"] == hold.category
+                    and not f.get("secret") and _allowed(p, hold.compiled, cloud)]
+            if ptrs:
+                out[hold.name] = ptrs
+        return out
+
+    def purpose_pointers(self, env: dict, spec) -> list[str]:
+        """Pointers of a purpose route: the route's categories and allow-list, never a secret."""
+        cloud = _is_cloud(env)
+        return [p for p, f in env["fields"].items() if f["category"] in spec.categories
+                and not f.get("secret") and _allowed(p, spec.compiled, cloud)]
+
+    def _hold(self, name: str) -> HoldSpec:
+        return next(h for h in self._holds if h.name == name)
+
+    def deletion_audits(self, env: dict, *, key: bytes | None) -> list[OutputMessage]:
+        """One ``privacy.audit.v1`` record per legal hold when an account is deleted: these
+        fields of the account are kept (not shredded) for the legal period."""
+        return [self.hold_audit(env, hold, "account_deleted", [], key=key) for hold in self._holds]
+
+    def hold_audit(self, env: dict, hold: HoldSpec, reason: str, held: list[str], *,
+                   key: bytes | None) -> OutputMessage:
+        """An audit record of a legal hold (pointers masked, never values)."""
+        spec = self.policy.legal_hold
+        audit = {
+            "envelope_version": env["envelope_version"], "event_id": env["event_id"],
+            "event_type": env.get("event_type", "account"), "account_id": env.get("account_id"),
+            "route": self.topics.legal_hold, "policy_version": env["policy_version"],
+            "audited_at": env["classified_at"], "action": "legal_hold", "reason": reason,
+            "legal_hold": {"name": hold.name, "category": hold.category,
+                           "retention_ms": spec.retention_ms if spec else None, "cites": hold.cites},
+            "pointers_held": [pointers.mask_pointer(p) for p in held],
+        }
+        return OutputMessage(self.topics.audit, key, encode(audit), headers_for(env, {}))
 
     # -- carrier -------------------------------------------------------------------------
     def carrier_pointers(self, env: dict) -> tuple[list[str], list[str]]:
@@ -311,7 +404,8 @@ class Router:
         """The ``privacy.deletions.v1`` value: which account, when, why (never other values)."""
         return {"envelope_version": env["envelope_version"], "account_id": env.get("account_id"),
                 "event_id": env["event_id"], "requested_at": env["classified_at"],
-                "signal": "event", "policy_version": env["policy_version"]}
+                "signal": "event", "policy_version": env["policy_version"],
+                "legal_holds": [h.name for h in self._holds]}
 
 
 @lru_cache(maxsize=65536)

@@ -27,6 +27,10 @@ class TopicNames(BaseModel):
     audit: str = "privacy.audit.v1"
     deletions: str = "privacy.deletions.v1"
     deadletter: str = "privacy.deadletter.v1"
+    #: wrapped per-account data keys (compacted; crypto-shredding, issue 7)
+    keys: str = "privacy.keys.v1"
+    #: fields the policy's legal holds keep after deletion, in clear (issue 7)
+    legal_hold: str = "privacy.legalhold.v1"
 
     def retention(self, category: str) -> str:
         """The retention topic of a category (``content``, ``usage``, ``account``)."""

@@ -371,16 +371,139 @@ class DeletionSpec(_Strict):
         return [normalise_name(v) for v in value]
 
 
+class PurposeRouteSpec(_Strict):
+    """A consent-gated route (issue 7): records of ``families`` whose account has granted the
+    ``consent`` flag go to ``topic`` (topic prefix applied), restricted to the fields of
+    ``categories`` that match ``allow`` (never a secret), for ``purpose``. Records of accounts
+    without that consent (never given, withdrawn, unknown account) and of deleted accounts
+    never reach it. Content is not allowed on a purpose route; the record is encrypted with the
+    account's data key (crypto-shredded on deletion)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    topic: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    consent: str = Field(min_length=1)
+    families: list[str] = Field(min_length=1)
+    categories: list[Literal["usage", "account"]] = Field(default_factory=lambda: ["usage"], min_length=1)
+    allow: list[str] = Field(default_factory=lambda: ["/**"], min_length=1)
+    retention_ms: int = Field(ge=-1)
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+    cites: str = Field(min_length=3)
+    _compiled: tuple = PrivateAttr(default=())
+
+    @field_validator("consent")
+    @classmethod
+    def _norm_flag(cls, value: str) -> str:
+        return normalise_name(value)
+
+    @field_validator("allow")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            compile_glob(pattern)
+        return value
+
+    def model_post_init(self, __context) -> None:
+        self._compiled = tuple(compile_glob(p) for p in self.allow)
+
+    @property
+    def compiled(self) -> tuple[tuple[str, ...], ...]:
+        return self._compiled
+
+
 class RoutesSpec(_Strict):
     """Which families feed the anonymisation route, the carrier projection, regulatory
-    address sharing (``None``: off), redaction options, deletions."""
+    address sharing (``None``: off), redaction options, deletions, consent-gated purpose
+    routes."""
 
     anonymise_families: list[str] = Field(default_factory=lambda: ["message", "call"])
     carrier: CarrierSpec
     carrier_address: CarrierAddressSpec | None = None
     redaction: RedactionSpec = RedactionSpec()
     deletion: DeletionSpec
+    purposes: list[PurposeRouteSpec] = Field(default_factory=list)
     cites: str
+
+    @model_validator(mode="after")
+    def _unique_purposes(self) -> "RoutesSpec":
+        for attr in ("name", "topic"):
+            seen = [getattr(r, attr) for r in self.purposes]
+            dupes = sorted({v for v in seen if seen.count(v) > 1})
+            if dupes:
+                raise ValueError(f"purpose route {attr}s must be unique: {', '.join(dupes)}")
+        return self
+
+
+class ConsentSpec(_Strict):
+    """Consent flags on account events (issue 7): an object under a top-level (or CloudEvents
+    ``/data``) field named in ``fields`` (normalised), e.g. ``"consents": {"marketing": true}``;
+    each key is a flag (normalised name), each value ``true``/``false`` or one of the
+    ``granted``/``withdrawn`` words (case-insensitive). Other values leave the flag as it was.
+    An event sets only the flags it names (a withdrawal is ``{"marketing": false}``)."""
+
+    fields: list[str] = Field(default_factory=lambda: ["consents", "consent"], min_length=1)
+    granted: list[str] = Field(default_factory=lambda: ["true", "granted", "yes", "opt-in", "opted-in", "on"])
+    withdrawn: list[str] = Field(default_factory=lambda: ["false", "withdrawn", "revoked", "denied", "no",
+                                                          "opt-out", "opted-out", "off"])
+    cites: str
+
+    @field_validator("fields")
+    @classmethod
+    def _norm(cls, value: list[str]) -> list[str]:
+        return [normalise_name(v) for v in value]
+
+    @field_validator("granted", "withdrawn")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
+
+
+class HoldSpec(_Strict):
+    """One legal hold: fields of ``category`` matching ``match`` in records of ``families``
+    are also written, in clear (never shredded), to the legal-hold topic."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    families: list[str] = Field(min_length=1)
+    category: Category
+    match: list[str] = Field(min_length=1)
+    cites: str = Field(min_length=3)
+    _compiled: tuple = PrivateAttr(default=())
+
+    @field_validator("match")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            compile_glob(pattern)
+        return value
+
+    def model_post_init(self, __context) -> None:
+        self._compiled = tuple(compile_glob(p) for p in self.match)
+
+    @property
+    def compiled(self) -> tuple[tuple[str, ...], ...]:
+        return self._compiled
+
+
+class LegalHoldSpec(_Strict):
+    """What law requires to keep (notice: deletion "except what law requires to keep"): the
+    ``holds`` write their fields to the legal-hold topic (``retention_ms``: the legal period,
+    counted from the record's date as bookkeeping law counts it), also after the account is
+    deleted; that copy is not encrypted with the account's data key, so deletion does not
+    shred it. Every deletion is audited with the holds that keep data of the account, and so is
+    every held record of an already deleted account."""
+
+    retention_ms: int = Field(ge=1)
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+    holds: list[HoldSpec] = Field(default_factory=list)
+    cites: str
+
+
+class ShreddingSpec(_Strict):
+    """Crypto-shredding (issue 7): the ``record`` of retention messages of these categories
+    (and of every purpose route) is encrypted with the account's data key."""
+
+    categories: list[Literal["content", "usage"]] = Field(default_factory=lambda: ["content", "usage"])
+    cites: str = "N-deletion: retained copies become unreadable when the account's key is deleted"
 
 
 OperatorName = Literal["replace", "redact", "mask", "pseudonymise", "encrypt", "truncate_ip", "keep"]
@@ -452,6 +575,9 @@ class Policy(_Strict):
     value_hints: ValueHints
     default: DefaultSpec
     routes: RoutesSpec
+    consent: ConsentSpec | None = None
+    legal_hold: LegalHoldSpec | None = None
+    shredding: ShreddingSpec = Field(default_factory=ShreddingSpec)
     anonymisation: AnonymisationSpec
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
 
@@ -463,6 +589,16 @@ class Policy(_Strict):
         for fam in list(self.routes.anonymise_families) + list(self.routes.carrier.families):
             if fam not in self.families:
                 raise ValueError(f"routes name an unknown family {fam!r}")
+        for route in self.routes.purposes:
+            for fam in route.families:
+                if fam not in self.families:
+                    raise ValueError(f"purpose route {route.name!r} names an unknown family {fam!r}")
+        if self.routes.purposes and self.consent is None:
+            raise ValueError("purpose routes need a consent section (where account events carry consent flags)")
+        for hold in (self.legal_hold.holds if self.legal_hold else []):
+            for fam in hold.families:
+                if fam not in self.families:
+                    raise ValueError(f"legal hold {hold.name!r} names an unknown family {fam!r}")
         names = [r.name for f in self.families.values() for r in f.rules] + [
             r.name for r in self.common_rules + self.cloudevents_rules
         ]

@@ -188,7 +188,8 @@ def test_account_deletion_event(processor, signal):
     res = _process(processor, {"sid": AC, **signal}, topic="cpaas.accounts.v1")
     assert res.outcome == "deletion"
     assert [(o.topic, o.key, o.value is None) for o in res.outputs] == [
-        ("privacy.deletions.v1", AC.encode(), False), ("privacy.retention.account.v1", AC.encode(), True)]
+        ("privacy.deletions.v1", AC.encode(), False), ("privacy.retention.account.v1", AC.encode(), True),
+        ("privacy.audit.v1", AC.encode(), False)]  # the legal hold (issue 7)
 
 
 def test_tombstones(processor):
@@ -197,7 +198,8 @@ def test_tombstones(processor):
     res_acc, res_msg = processor.process_batch([acc, msg])
     assert res_acc.outcome == "deletion"
     assert [(o.topic, o.value is None) for o in res_acc.outputs] == [
-        ("privacy.deletions.v1", False), ("privacy.retention.account.v1", True)]
+        ("privacy.deletions.v1", False), ("privacy.retention.account.v1", True),
+        ("privacy.audit.v1", False)]  # the legal hold (issue 7)
     assert decode_object(res_acc.outputs[0].value)["signal"] == "tombstone"
     assert (res_msg.outcome, res_msg.outputs) == ("tombstone_skipped", [])
 

@@ -69,3 +69,68 @@ def test_unknown_field_names_never_become_label_values():
     stats = RecordStats(unknown_fields=1, unknown_pointers=["/+15555550123"], routes=["t"])
     m.observe([ProcessResult(SRC, [], "classified", "message", stats=stats)], 0.01)
     assert b"5555550123" not in m.render()
+
+
+def test_label_values_are_bounded():
+    """A bug that turned record content into a label could not create new series."""
+    from pipeline.metrics import MAX_LABEL_VALUES
+
+    m = PipelineMetrics(event_types=["message"], entity_types=["PHONE_NUMBER"], rules=["r1"],
+                        routes=["out.v1"])
+    stats = RecordStats(fields=Counter({("+15555550123", "weird"): 1}),
+                        entities=Counter({"PHONE_NUMBER": 1, "jane@example.com": 2}),
+                        drift=Counter({"r1": 1, "/to/+15555550123": 1}), routes=["out.v1", "+15555550199"],
+                        deadletter_reason="kind from a record")
+    m.observe([ProcessResult(SRC, [], "deadletter", "+15555550100", stats=stats)], 0.01)
+    s = _samples(m)
+    assert s[("privacy_events_total", (("event_type", "unknown"), ("route", "out.v1")))] == 1
+    assert s[("privacy_events_total", (("event_type", "unknown"), ("route", "other")))] == 1
+    assert s[("privacy_fields_total", (("category", "unknown"), ("event_type", "unknown"), ("source", "unknown")))] == 1
+    assert s[("privacy_entities_total", (("entity_type", "other"),))] == 2
+    assert s[("privacy_drift_total", (("event_type", "unknown"), ("rule", "other")))] == 1
+    assert s[("privacy_deadletter_total", (("reason", "unknown"),))] == 1
+    text = m.render()
+    assert b"5555550" not in text and b"example.com" not in text and b"from a record" not in text
+    # unconfigured sets admit a capped number of values
+    free = PipelineMetrics(entity_types=None)
+    for i in range(MAX_LABEL_VALUES + 10):
+        free.observe([ProcessResult(SRC, [], "classified", "message",
+                                    stats=RecordStats(entities=Counter({f"T{i}": 1}), routes=["x"]))], 0)
+    ents = {k[1][0][1] for k in _samples(free) if k[0] == "privacy_entities_total"}
+    assert len(ents) == MAX_LABEL_VALUES + 1 and "other" in ents
+
+
+def test_label_sets_from_the_policy():
+    from types import SimpleNamespace
+
+    from pipeline.policy import load_policy
+    from pipeline.topics import TopicNames
+
+    policy = load_policy(None)
+    names = TopicNames()
+    proc = SimpleNamespace(policy=policy, input_topics=names.input_families(),
+                           topic_specs=lambda: [SimpleNamespace(name=names.anonymise)])
+    m = PipelineMetrics.from_processor(proc)
+    assert m.labels["event_type"].allowed == set(policy.families)
+    assert "usage-log-fields" in m.labels["rule"].allowed
+    assert {"PHONE_NUMBER", "PERSON", "EMAIL_ADDRESS", "URL"} <= m.labels["entity_type"].allowed
+    assert m.labels["route"].allowed == {names.anonymise, "none"}
+    assert names.messages in m.labels["topic"].allowed
+
+
+def test_every_deadletter_kind_in_the_code_is_a_known_reason():
+    """Kinds written by the code (DecodeError kinds, ``_deadletter``/``_dead`` calls, ``kind =``)
+    are all in DEADLETTER_REASONS, so none is counted as ``unknown``."""
+    import re
+    from pathlib import Path
+
+    from pipeline.metrics import DEADLETTER_REASONS
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r'(?:DecodeError\(|_deadletter\(\w+, |_dead\(\w+, |build_deadletter\(\w+, |'
+                         r'self\.kind = |internal_deadletter\(\w+, \w+, )"([a-z_]+)"')
+    found = set()
+    for path in [*(root / "pipeline").rglob("*.py"), *(root / "agents").rglob("*.py")]:
+        found |= set(pattern.findall(path.read_text(encoding="utf-8")))
+    assert {"invalid_json", "output_too_large", "processing_error"} <= found
+    assert found <= DEADLETTER_REASONS, found - DEADLETTER_REASONS

@@ -83,7 +83,8 @@ def value(out) -> dict:
         (PROVISIONING, "account", ["privacy.retention.content.v1", "privacy.retention.usage.v1",
                                    "privacy.retention.account.v1",
                                    "privacy.carrier.address.v1", "privacy.audit.v1"]),
-        ({"sid": AC, "status": "closed"}, "account", ["privacy.deletions.v1", "privacy.retention.account.v1"]),
+        ({"sid": AC, "status": "closed"}, "account", ["privacy.deletions.v1", "privacy.retention.account.v1",
+                                                      "privacy.audit.v1"]),  # legal hold audit (issue 7)
     ],
 )
 def test_routes_in_produce_order(record, family, topics):
@@ -119,10 +120,11 @@ def test_input_key_when_account_unknown_and_deleted_account_skips_retention():
 
 def test_deletion_event_and_tombstone():
     _, outs = route({"sid": AC, "action": "deleted"}, "account")
-    (dele, tomb) = outs
+    (dele, tomb, hold_audit) = outs
     assert (dele.key, tomb.key, tomb.value) == (AC.encode(), AC.encode(), None)
     assert value(dele) == {"envelope_version": 1, "account_id": AC, "event_id": AC, "requested_at": value(dele)["requested_at"],
-                           "signal": "event", "policy_version": DEFAULT.version}
+                           "signal": "event", "policy_version": DEFAULT.version, "legal_holds": ["billing-usage"]}
+    assert (hold_audit.topic, value(hold_audit)["reason"]) == ("privacy.audit.v1", "account_deleted")
     assert dict(dele.headers)["event-id"] == AC.encode()
 
 
