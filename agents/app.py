@@ -373,6 +373,9 @@ class PrivacyApp(faust.App):
         statuses = await loop.run_in_executor(None, partial(ensure_topics, self.privacy_settings, specs))
         created = [s.name for s in statuses if s.action == "created"]
         altered = [s.name for s in statuses if s.action == "altered"]
+        #: every topic exists on the cluster (for /readyz: the consumer's own metadata may lag
+        #: behind topics another worker created a moment earlier)
+        self.topics_ensured = all(s.action != "missing" for s in statuses)
         log.info("topics: %d checked, created %s, altered %s", len(statuses), created or "none",
                  altered or "none")
 
@@ -571,7 +574,8 @@ def _readiness(app: faust.App, topics: frozenset[str]) -> dict[str, bool]:
               "not_rebalancing": not app.rebalancing, "recovered": False}
     try:
         consumer = app.consumer
-        checks["topics"] = all(consumer.topic_partitions(t) for t in topics)
+        checks["topics"] = bool(getattr(app, "topics_ensured", False)) or all(
+            consumer.topic_partitions(t) for t in topics)
         checks["assigned"] = bool(consumer.assignment())
     except Exception:
         pass
