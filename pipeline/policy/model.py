@@ -7,12 +7,27 @@ from YAML and reports errors with file, line and key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from pipeline.detection.config import DetectionConfig
 from pipeline.pointers import compile_glob, normalise_name
+
+def _validate_globs(value: list[str]) -> list[str]:
+    for pattern in value:
+        compile_glob(pattern)  # raises ValueError with a clear message
+    return value
+
+
+#: A list of JSON Pointer globs, each checked at load time.
+GlobList = Annotated[list[str], AfterValidator(_validate_globs)]
+
+
+def compile_globs(patterns) -> tuple[tuple[str, ...], ...]:
+    """Compiled globs (see :func:`pipeline.pointers.compile_glob`)."""
+    return tuple(compile_glob(p) for p in patterns)
+
 
 Category = Literal["content", "usage", "account"]
 CATEGORIES: tuple[str, ...] = ("content", "usage", "account")
@@ -47,7 +62,7 @@ class FieldRule(_Strict):
     ``secret`` marks credentials (never forwarded in clear)."""
 
     name: str
-    match: list[str] = Field(min_length=1)
+    match: GlobList = Field(min_length=1)
     category: Category
     entity: str | None = None
     scan: bool = False
@@ -55,15 +70,8 @@ class FieldRule(_Strict):
     cites: str = Field(min_length=3)
     _compiled: tuple[tuple[str, ...], ...] = PrivateAttr(default=())
 
-    @field_validator("match")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            compile_glob(pattern)  # raises ValueError with a clear message
-        return value
-
     def model_post_init(self, __context) -> None:
-        self._compiled = tuple(compile_glob(p) for p in self.match)
+        self._compiled = compile_globs(self.match)
 
     @property
     def compiled(self) -> tuple[tuple[str, ...], ...]:
@@ -297,19 +305,12 @@ class CarrierAddressSpec(_Strict):
 
     families: list[str] = Field(default_factory=lambda: ["account"])
     marker: MarkerSpec
-    allow: list[str] = Field(min_length=1)
+    allow: GlobList = Field(min_length=1)
     cites: str
     _compiled: tuple = PrivateAttr(default=())
 
-    @field_validator("allow")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            compile_glob(pattern)
-        return value
-
     def model_post_init(self, __context) -> None:
-        self._compiled = tuple(compile_glob(p) for p in self.allow)
+        self._compiled = compile_globs(self.allow)
 
     @property
     def compiled(self) -> tuple[tuple[str, ...], ...]:
@@ -385,7 +386,7 @@ class PurposeRouteSpec(_Strict):
     consent: str = Field(min_length=1)
     families: list[str] = Field(min_length=1)
     categories: list[Literal["usage", "account"]] = Field(default_factory=lambda: ["usage"], min_length=1)
-    allow: list[str] = Field(default_factory=lambda: ["/**"], min_length=1)
+    allow: GlobList = Field(default_factory=lambda: ["/**"], min_length=1)
     retention_ms: int = Field(ge=-1)
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
     cites: str = Field(min_length=3)
@@ -396,15 +397,8 @@ class PurposeRouteSpec(_Strict):
     def _norm_flag(cls, value: str) -> str:
         return normalise_name(value)
 
-    @field_validator("allow")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            compile_glob(pattern)
-        return value
-
     def model_post_init(self, __context) -> None:
-        self._compiled = tuple(compile_glob(p) for p in self.allow)
+        self._compiled = compile_globs(self.allow)
 
     @property
     def compiled(self) -> tuple[tuple[str, ...], ...]:
@@ -465,19 +459,12 @@ class HoldSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     families: list[str] = Field(min_length=1)
     category: Category
-    match: list[str] = Field(min_length=1)
+    match: GlobList = Field(min_length=1)
     cites: str = Field(min_length=3)
     _compiled: tuple = PrivateAttr(default=())
 
-    @field_validator("match")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            compile_glob(pattern)
-        return value
-
     def model_post_init(self, __context) -> None:
-        self._compiled = tuple(compile_glob(p) for p in self.match)
+        self._compiled = compile_globs(self.match)
 
     @property
     def compiled(self) -> tuple[tuple[str, ...], ...]:
