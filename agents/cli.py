@@ -593,8 +593,9 @@ def _add_policy(sub) -> None:
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from pipeline.policy_tools import format_policy_check, policy_check
 
-    print(format_policy_check(policy_check(args.file)))
-    return EXIT_OK
+    result = policy_check(args.file)
+    print(format_policy_check(result))
+    return EXIT_OK if result.get("ok") else EXIT_FAILED
 
 
 def cmd_policy_diff(args: argparse.Namespace) -> int:

@@ -455,10 +455,42 @@ class Anonymiser:
             return None
         return self.apply(op, value if isinstance(value, str) else str(value), entity, account_id)
 
+    #: Detector for :meth:`rescan` (set by the Processor); ``None`` skips the rescan.
+    detector = None
+
+    def rescan(self, env: dict) -> dict:
+        """Scan the text of fields that were kept but never scanned (usage fields such as
+        ``error_message``, name-hinted notes, unknown array items...) when the value could
+        hold PII (an ``@``, four or more digits, or three words), so their entity spans are
+        anonymised too: the anonymised feed promises no direct identifiers in any field.
+        Returns ``env`` itself when nothing needed scanning."""
+        if self.detector is None:
+            return env
+        jobs = []
+        for ptr, f in env["fields"].items():
+            if f.get("entities") or f.get("secret") or f["category"] == "account":
+                continue
+            try:
+                value = _get(env["record"], ptr)
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if isinstance(value, str) and _could_hold_pii(value):
+                jobs.append((ptr, value))
+        if not jobs:
+            return env
+        found = self.detector.analyze_batch([v for _, v in jobs])
+        fields = dict(env["fields"])
+        for (ptr, _value), spans in zip(jobs, found):
+            if spans:
+                fields[ptr] = dict(fields[ptr], entities=[s.to_json() for s in spans])
+        return dict(env, fields=fields)
+
     def anonymise_envelope(self, env: dict) -> dict:
         """A new envelope whose ``record`` is anonymised and whose ``account_id`` is concealed
         (``account_id_operator``); ``fields`` keep category, source and rule, list entity
-        types (no offsets) and the ``operators`` applied."""
+        types (no offsets) and the ``operators`` applied. Unscanned text fields are scanned
+        first (:meth:`rescan`)."""
+        env = self.rescan(env)
         account_id = env.get("account_id")
         account_token = None
         if account_id is not None:
@@ -593,3 +625,24 @@ class _Lookup:
         v = self._values[self._i]
         self._i += 1
         return v
+
+
+_SAFE_SHAPES = frozenset({"timestamp", "number", "sid", "boolean", "media_url"})
+
+
+def _could_hold_pii(value: str) -> bool:
+    """Cheap pre-filter for :meth:`Anonymiser.rescan`: not a timestamp, number, id or media
+    URL, and an ``@``, 4+ digits or 3+ words."""
+    from pipeline.values import value_kind
+
+    if value_kind(value)[0] in _SAFE_SHAPES:
+        return False
+    if "@" in value:
+        return True
+    digits = 0
+    for c in value:
+        if c.isdigit():
+            digits += 1
+            if digits >= 4:
+                return True
+    return value.count(" ") >= 2

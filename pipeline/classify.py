@@ -84,13 +84,16 @@ class SecretHasher:
 class FieldDecider:
     """Steps 1 and 2 (rules, secrets by name, name hints), cached per normalised path."""
 
-    __slots__ = ("policy", "_cache", "_secret_names", "_hint_index", "_max_cache", "_generic",
+    __slots__ = ("policy", "_cache", "_account_names_strong", "_secret_names", "_hint_index", "_max_cache", "_generic",
                  "_qualifiers")
 
     def __init__(self, policy: Policy, max_cache: int = 200_000):
         self.policy = policy
         self._cache: dict[tuple, Decision | None] = {}
         self._secret_names = frozenset(policy.secrets.names)
+        #: names that are account data wherever they stand (notice N-account: names, contact
+        #: information, billing address), even below a usage rule's subtree
+        self._account_names_strong = _STRONG_ACCOUNT_NAMES
         self._hint_index: dict[str, tuple] = {}
         for hint in policy.name_hints:
             for name in hint.names:
@@ -125,16 +128,21 @@ class FieldDecider:
                 if rule is not None:
                     return _rule_decision(rule)
         name = _last_key(norm)
-        if name is not None and self.is_secret_name(name):
+        # a credential's key, or any key above it: {"credentials": {"user": .., "pass": ..}}
+        if any(seg != "#" and self.is_secret_name(seg) for seg in norm):
             return Decision("account", "rule", "secrets", secret=True)
         fam = policy.families.get(family)
-        if fam is not None:
-            rule = _first_rule(fam.rules, norm)
-            if rule is not None:
-                return _rule_decision(rule)
-        rule = _first_rule(policy.common_rules, norm)
+        rule = _first_rule(fam.rules, norm) if fam is not None else None
+        if rule is None:
+            rule = _first_rule(policy.common_rules, norm)
         if rule is not None:
-            return _rule_decision(rule)
+            decision = _rule_decision(rule)
+            if (decision.category != "account" and name in self._account_names_strong
+                    and not any(p and p[-1] == name for p in rule.compiled)):
+                # a rule reaching down a subtree ("/to/**") does not make a customer's name,
+                # email or address under it usage: {"to": {"number": .., "email": ..}}
+                return Decision("account", "name", "name:account")
+            return decision
         return self.hint(norm)
 
     def is_secret_name(self, name: str) -> bool:
@@ -199,6 +207,13 @@ class FieldDecider:
                 return cat
         return None
 
+
+_STRONG_ACCOUNT_NAMES = frozenset({
+    "email", "email_address", "contact_email", "owner_email", "customer_name", "first_name",
+    "last_name", "full_name", "surname", "billing_address", "street", "street_address",
+    "street_secondary", "postal_address", "company", "company_name", "friendly_name",
+    "customer_email", "account_name", "owner_name",
+})
 
 #: Tokens after which a compound name only qualifies its head (``price_per_message``).
 _PREPOSITIONS = frozenset({"per", "of"})
@@ -342,6 +357,10 @@ class Classifier:
         secrets: list[str] = []
         for ptr, norm, value in pointers.walk_leaves(record):
             decision = decide(family, cloudevents, norm)
+            if type(value) is str and (decision is None or not (decision.secret or decision.category == "content")) \
+                    and _holds_credential(value):
+                # content (a body) is never rewritten here: it must still reach the operator
+                decision = _CREDENTIAL_VALUE
             if decision is None:
                 decision = self._decide_by_value(value, vh, default_cat)
             elif decision.source == "name" and decision.category != "account" and isinstance(value, str):
@@ -431,6 +450,21 @@ def _scannable(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return _SURROGATES.sub("\ufffd", text)
+
+
+_URL_USERINFO = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+_AUTH_SCHEME = re.compile(
+    r"\b(?:Bearer|Basic|Digest)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}|"
+    r"\b(?:Bearer|Basic|Digest)\s+[A-Za-z0-9._~+/=-]{20,}")
+_CREDENTIAL_VALUE = Decision("account", "detector", "secret-value", secret=True)
+
+
+def _holds_credential(value: str) -> bool:
+    """A value carrying a credential wherever it stands: a URL with a password
+    (``https://user:pass@host``) or an HTTP auth scheme and token (``Bearer eyJ...``)."""
+    if "://" in value and "@" in value and _URL_USERINFO.search(value):
+        return True
+    return ("Bearer" in value or "Basic" in value or "Digest" in value) and bool(_AUTH_SCHEME.search(value))
 
 
 def _is_cloudevent(record: dict) -> bool:

@@ -24,7 +24,7 @@ from pipeline.errors import DecodeError
 #: Default maximum nesting depth of objects and arrays.
 MAX_DEPTH = 512
 
-_LONG_DIGITS = re.compile(rb"\d{20,}")
+_LONG_DIGITS = re.compile(rb"\d{20,}|[eE][+]?\d{3,}")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
@@ -60,11 +60,29 @@ def _loads(raw: bytes):
             if not _SURROGATE_ESCAPE.search(raw):
                 raise DecodeError("invalid_json", _position(exc)) from None
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except _NonFinite:
+        raise DecodeError("number_out_of_range",
+                          "a number is outside the double range (or NaN/Infinity): not valid I-JSON") from None
     except json.JSONDecodeError as exc:
         raise DecodeError("invalid_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise DecodeError("too_deep", "nesting too deep for the parser") from None
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NonFinite
+    return value
+
+
+def _no_constant(_name: str):
+    raise _NonFinite
 
 
 def _position(exc: orjson.JSONDecodeError) -> str:

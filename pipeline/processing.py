@@ -56,6 +56,7 @@ class Processor:
         self.keyring = KeyRing(masters, current)
         self.drift = DriftMonitor.from_policy(policy)
         self.anonymiser = Anonymiser.from_settings(policy, settings)
+        self.anonymiser.detector = detector  # rescans unscanned text before anonymising
         self.max_bytes = settings.producer_max_request_size
         self.input_topics: dict[str, str] = self.topics.input_families()
 

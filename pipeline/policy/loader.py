@@ -28,6 +28,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
     path = Path(path) if path is not None else default_policy_path()
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(str(path), [(None, "(file)", f"not UTF-8 text (byte {exc.start}); save the "
+                                       "policy as UTF-8")]) from None
     except OSError as exc:
         raise PolicyError(str(path), [(None, "(file)", exc.strerror or str(exc))]) from None
     return parse_policy(text, str(path))
@@ -45,6 +48,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(source, [(1, "(root)", "the policy must be a YAML mapping")])
     lines = _line_index(node)
+    dupes = _duplicate_keys(node)
+    if dupes:
+        raise PolicyError(source, [(line, key, "duplicate key: YAML keeps the last one silently; "
+                                    "remove one of them") for line, key in dupes])
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -72,6 +79,25 @@ def _line_index(node) -> dict[tuple, int]:
             for i, v in enumerate(n.value):
                 stack.append((path + (i,), v))
     return index
+
+
+def _duplicate_keys(node) -> list[tuple[int, str]]:
+    """``(line, key path)`` of every mapping key that appears twice in its mapping."""
+    out = []
+    stack = [((), node)]
+    while stack:
+        path, n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen = set()
+            for k, v in n.value:
+                if k.value in seen:
+                    out.append((k.start_mark.line + 1, _loc_text(path + (k.value,))))
+                seen.add(k.value)
+                stack.append((path + (k.value,), v))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                stack.append((path + (i,), v))
+    return sorted(out)
 
 
 def _line_for(index: dict[tuple, int], loc: tuple) -> int | None:

@@ -55,3 +55,18 @@ def test_missing_file_is_a_policy_error(tmp_path):
     with pytest.raises(PolicyError) as err:
         load_policy(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"version: x\nversion: y\n", "bad.yaml:2: version: duplicate key"),
+        (b"\xff\xfe", "bad.yaml:?: (file): not UTF-8 text"),
+    ],
+)
+def test_policy_file_kinds_fail_with_file_line_key(tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert str(err.value).replace(str(tmp_path) + "/", "").splitlines()[1].startswith(expected)
