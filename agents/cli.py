@@ -668,8 +668,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="throughput and latency vs Presidio baselines, offline and end to end",
-                       description="One generated mixed stream (60%% messages with real SMS bodies, "
-                       "30%% calls, 10%% accounts): Presidio baselines, offline classify, NER limit, "
+                       description="One generated mixed stream (60% messages with real SMS bodies, "
+                       "30% calls, 10% accounts): Presidio baselines, offline classify, NER limit, "
                        "structured-only rate, A2P vs P2P, and end to end through the embedded broker "
                        "and one or two workers. Prints a table and one JSON line; saves "
                        "bench/results/<date>-<time>.json.")
