@@ -477,6 +477,13 @@ def run_job(
         if input_path is not None:
             inputs = file_inputs(settings, input_path, fmt)
             status(f"{len(inputs)} records from {input_path}")
+            limit = settings.producer_max_request_size
+            oversize = [e for e in inputs if len(e.value or b"") + len(e.key or b"") + 512 > limit]
+            if oversize:
+                # the input producer refuses them before they reach the worker: say so, go on
+                inputs = [e for e in inputs if len(e.value or b"") + len(e.key or b"") + 512 <= limit]
+                status(f"{len(oversize)} records over the producer limit of {limit} bytes were not "
+                       "produced (raise PRIVACY_PIPELINE_PRODUCER_MAX_REQUEST_SIZE, or use `classify`)")
         else:
             sms = sms_path if sms_path is not None else default_sms_path()
             inputs = sample_inputs(settings, events, seed=seed, sms_path=sms)
