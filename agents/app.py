@@ -199,27 +199,29 @@ class BatchHandler:
         (``produce_failed``). Returns how many records are not safely out: an output and its
         dead letter both failed. Their batch must not be acknowledged.
         """
-        pending: list[tuple[int, OutputMessage, Any]] = []
         failed: dict[int, tuple[str, BaseException]] = {}
-        if self.first_topics:  # data keys are delivered before the content they seal (issue 7)
-            first = []
-            for i, res in enumerate(results):
-                for out in res.outputs:
-                    if out.topic in self.first_topics:
-                        try:
-                            first.append((i, out, await self.send(out)))
-                        except Exception as exc:
-                            self._failed(failed, i, res, out, exc)
-            for i, out, fut in first:
-                try:
-                    await fut
-                except Exception as exc:
-                    self._failed(failed, i, results[i], out, exc)
+        first = self.first_topics
+        if first:  # data keys are delivered before the content they seal (issue 7)
+            await self._deliver(results, failed, lambda topic: topic in first)
+        # a record whose key is not out is skipped: its sealed content must not go either
+        await self._deliver(results, failed, lambda topic: topic not in first)
+        undelivered = 0
+        for i, (topic, exc) in failed.items():
+            if not await self._deadletter_after_failure(results[i], topic, exc):
+                undelivered += 1
+        return undelivered
+
+    async def _deliver(self, results: Sequence[ProcessResult], failed: dict,
+                       wanted: Callable[[str], bool]) -> None:
+        """Send the outputs whose topic is ``wanted`` of every record not yet in ``failed``,
+        then await every delivery; failures are recorded in ``failed`` (record index ->
+        (topic, error))."""
+        pending: list[tuple[int, OutputMessage, Any]] = []
         for i, res in enumerate(results):
-            if i in failed:  # its key is not out: its sealed content must not go either
+            if i in failed:
                 continue
             for out in res.outputs:
-                if out.topic in self.first_topics:
+                if not wanted(out.topic):
                     continue
                 try:
                     pending.append((i, out, await self.send(out)))
@@ -230,11 +232,6 @@ class BatchHandler:
                 await fut
             except Exception as exc:
                 self._failed(failed, i, results[i], out, exc)
-        undelivered = 0
-        for i, (topic, exc) in failed.items():
-            if not await self._deadletter_after_failure(results[i], topic, exc):
-                undelivered += 1
-        return undelivered
 
     def _failed(self, failed: dict, i: int, res: ProcessResult, out: OutputMessage,
                 exc: BaseException) -> None:

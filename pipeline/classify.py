@@ -320,8 +320,9 @@ class Classifier:
         """``(event_id, account_id)`` per DESIGN.md: first identity name found at the top
         level, then in nested containers (``data``, ``payload``...); the event id falls back to
         ``sha256:<32 hex>`` of the raw bytes."""
-        event_id = _find_named(record, self._id_names)
-        account_id = _find_named(record, self._account_names)
+        found = _named_values(record)
+        event_id = _first_named(found, self._id_names)
+        account_id = _first_named(found, self._account_names)
         if event_id is None:
             event_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
         if account_id is None and self._account_re is not None and self._account_re.match(event_id):
@@ -490,14 +491,19 @@ def _containers(record: dict):
             break
 
 
-def _find_named(record: dict, names: tuple[str, ...]):
-    """The first of ``names`` (priority order) found in the record or its nested containers;
+def _named_values(record: dict) -> dict[str, object]:
+    """Normalised key -> value of the scalar fields of the record and its nested containers;
     at equal name, the shallower container wins."""
     found: dict[str, object] = {}
     for container in _containers(record):
         for k, v in container.items():
             if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v):
                 found.setdefault(pointers.normalise_name(str(k)), v)
+    return found
+
+
+def _first_named(found: dict[str, object], names: tuple[str, ...]) -> str | None:
+    """The value of the first of ``names`` (priority order) in ``found``."""
     for name in names:
         if name in found:
             return str(found[name])
