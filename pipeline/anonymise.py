@@ -468,7 +468,7 @@ class Anonymiser:
             return env
         jobs = []
         for ptr, f in env["fields"].items():
-            if f.get("entities") or f.get("secret") or f["category"] == "account":
+            if f.get("entities") or f.get("secret") or f["category"] == "account" or _scanned(f):
                 continue
             try:
                 value = _get(env["record"], ptr)
@@ -630,6 +630,12 @@ class _Lookup:
 _SAFE_SHAPES = frozenset({"timestamp", "number", "sid", "boolean", "media_url"})
 
 
+def _scanned(field: dict) -> bool:
+    """Whether the classifier already ran the detector on this field: content rules (the
+    policy's scanned text fields) and unknown free text."""
+    return (field["category"] == "content" and field["source"] == "rule") or field["rule"] == "value:free_text"
+
+
 def _could_hold_pii(value: str) -> bool:
     """Cheap pre-filter for :meth:`Anonymiser.rescan`: not a timestamp, number, id or media
     URL, and an ``@``, 4+ digits or 3+ words."""
@@ -637,6 +643,8 @@ def _could_hold_pii(value: str) -> bool:
 
     if value_kind(value)[0] in _SAFE_SHAPES:
         return False
+    if value.startswith("/") and " " not in value and "@" not in value:
+        return False  # an API resource path (/2010-04-01/Accounts/AC.../Calls/CA....json)
     if "@" in value:
         return True
     digits = 0

@@ -311,7 +311,7 @@ def test_anonymise_batch_keys_by_account_pseudonym_and_dead_letters_non_envelope
     assert out.topic == "privacy.anonymised.v1" and out.key == anon["account_id"].encode()
     assert AC.encode() not in out.value and b"+14155550100" not in out.value
     headers = dict(out.headers)
-    assert headers["event-id"] == SM.encode() and headers["privacy-entities"] == b"CPAAS_SID,IP_ADDRESS,PHONE_NUMBER"  # the /uri is scanned too
+    assert headers["event-id"] == SM.encode() and headers["privacy-entities"] == b"IP_ADDRESS,PHONE_NUMBER"
     assert res_bad.outcome == "deadletter" and res_bad.outputs[0].topic == "privacy.deadletter.v1"
 
 

@@ -81,3 +81,30 @@ def test_number_out_of_double_range_is_a_dead_letter(raw):
     with pytest.raises(DecodeError) as err:
         decode(raw)
     assert err.value.kind == "number_out_of_range"
+
+
+class _CountingDetector:
+    """Wraps the real detector and records the texts it is asked to scan."""
+
+    def __init__(self, inner):
+        self.inner, self.texts = inner, []
+
+    def analyze_batch(self, texts, **kw):
+        self.texts.extend(texts)
+        return self.inner.analyze_batch(texts, **kw)
+
+
+def test_rescan_skips_scanned_fields_and_resource_paths(processor):
+    rec = {"sid": SM, "account_sid": AC, "to": "+14155550100",
+           "body": "Your verification code is 671894. Do not share it",
+           "uri": f"/2010-04-01/Accounts/{AC}/Messages/{SM}.json",
+           "error_message": "Delivery to john.doe@example.com failed"}
+    env = processor.process_batch([SourceRecord("cpaas.messages.v1", 0, 1, None, encode(rec))])[0].envelope
+    spy = _CountingDetector(processor.anonymiser.detector)
+    anonymiser = processor.anonymiser
+    anonymiser.detector = spy
+    try:
+        anonymiser.rescan(env)
+    finally:
+        anonymiser.detector = spy.inner
+    assert spy.texts == ["Delivery to john.doe@example.com failed"]
