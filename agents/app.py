@@ -51,7 +51,8 @@ from pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchHandler", "BatchOutcome", "PrivacyApp", "create_app", "run_batch", "source_record", "withhold"]
+__all__ = ["BatchHandler", "BatchOutcome", "PreparedBatch", "PrivacyApp", "create_app", "hold", "release",
+           "run_batch", "run_pipelined", "source_record", "withhold"]
 
 DELETED_ACCOUNTS_TABLE = "deleted-accounts"
 CONSENTS_TABLE = "account-consents"
@@ -260,6 +261,12 @@ class BatchHandler:
         ``outcome.ok`` is false when some record is not safely out (its outputs and its dead
         letter failed, or an unexpected error): the caller must not acknowledge the batch.
         """
+        return await self.deliver(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[Any]) -> PreparedBatch:
+        """The first half of :meth:`handle`: build records, process them (in the executor) and
+        record the batch's state changes (data keys, consents, deletions), so the next batch
+        can be processed while this one is delivered. Never raises."""
         try:
             started = time.perf_counter()
             records: list[SourceRecord] = []
@@ -277,10 +284,9 @@ class BatchHandler:
             results = (await self.classify(records)) if records else []
             seconds = time.perf_counter() - started
             results.extend(dead)
-            undelivered = await self.produce(results)
         except Exception:
             log.exception("%s: unexpected error in a batch of %d messages", self.name, len(messages))
-            return BatchOutcome([], len(messages))
+            return PreparedBatch([], 0.0, failed=len(messages))
         if self.on_results is not None:
             try:
                 self.on_results(results)
@@ -294,11 +300,34 @@ class BatchHandler:
                     except Exception as exc:
                         log.error("%s: recording the deletion of an account failed: %s",
                                   self.name, type(exc).__name__)
+        return PreparedBatch(results, seconds)
+
+    async def deliver(self, batch: PreparedBatch) -> BatchOutcome:
+        """The second half of :meth:`handle`: produce every output of a prepared batch, await
+        the deliveries, count. Never raises."""
+        if batch.failed:
+            return BatchOutcome([], batch.failed)
+        results = batch.results
         try:
-            self.metrics.observe(results, seconds, stage=self.stage)
+            undelivered = await self.produce(results)
+        except Exception:
+            log.exception("%s: unexpected error delivering a batch of %d results", self.name, len(results))
+            return BatchOutcome([], max(1, len(results)))
+        try:
+            self.metrics.observe(results, batch.seconds, stage=self.stage)
         except Exception:
             log.exception("%s: counting a batch failed", self.name)
         return BatchOutcome(results, undelivered)
+
+
+@dataclass
+class PreparedBatch:
+    """What :meth:`BatchHandler.prepare` made: results to deliver, seconds spent processing;
+    ``failed`` records when the batch could not be processed at all."""
+
+    results: list[ProcessResult]
+    seconds: float
+    failed: int = 0
 
 
 @dataclass
@@ -341,6 +370,108 @@ async def run_batch(handler: BatchHandler, events: Sequence[Any], *, grace_s: fl
     return outcome
 
 
+async def run_pipelined(handler: BatchHandler, batches, *, grace_s: float = 60.0,
+                        on_failure: Callable[[], Any] | None = None) -> None:
+    """Handle the ``take_events`` batches of ``batches`` so that batch N+1 is processed while
+    batch N's outputs are being delivered; every batch is still acknowledged only when safely out.
+
+    Each batch is *held* (an extra reference on its messages, :func:`hold`): the ack that
+    ``take_events`` gives when the loop body returns is then not the last one, and the batch's
+    delivery task gives the last one once every output is acknowledged by the broker
+    (:func:`release`), or withholds the batch (:func:`withhold`). Deliveries run one at a time
+    in batch order (a batch's outputs are sent after the previous batch's), and a batch after
+    one that failed is withheld too, so no commit passes an undelivered record. A failure calls
+    ``on_failure`` (the worker stops and the withheld batches are consumed again after a
+    restart). Stopping (cancellation) lets the batch being processed and the delivery in
+    flight finish for up to ``grace_s`` seconds, as :func:`run_batch` does.
+    """
+    loop = asyncio.get_running_loop()
+    delivering: asyncio.Task | None = None
+    failed = False
+
+    async def one(events: Sequence[Any], previous: asyncio.Task | None, prepared: asyncio.Future) -> bool:
+        ok = False
+        try:
+            try:
+                batch = await handler.prepare([ev.message for ev in events])
+            finally:
+                if not prepared.done():
+                    prepared.set_result(None)
+            if previous is not None and not await previous:
+                return False  # an earlier batch is not out: this one must not be committed either
+            outcome = await handler.deliver(batch)
+            ok = outcome.ok
+            return ok
+        finally:
+            if ok:
+                release(events)
+            else:
+                withhold(events)
+
+    def done(task: asyncio.Task) -> None:
+        nonlocal failed
+        good = not task.cancelled() and task.exception() is None and task.result()
+        if not good and not failed:
+            failed = True
+            log.error("%s: a batch could not be delivered; stopping so it is redelivered", handler.name)
+            if on_failure is not None:
+                loop.create_task(on_failure())
+
+    try:
+        async for events in batches:
+            if failed:
+                withhold(events)
+                return
+            hold(events)
+            prepared = loop.create_future()
+            task = asyncio.ensure_future(one(events, delivering, prepared))
+            task.add_done_callback(done)
+            delivering = task
+            await asyncio.shield(prepared)  # processed and its state recorded: take the next batch
+    finally:
+        if delivering is not None and not delivering.done():
+            # stopping or the stream ended: let the batches in flight finish
+            await _drain(delivering, grace_s)
+
+
+async def _drain(task: asyncio.Task, grace_s: float) -> None:
+    """Wait up to ``grace_s`` seconds for ``task``; a cancellation meanwhile does not cut the
+    wait short but is raised after it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    cancelled = False
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=remaining)
+        except TimeoutError:
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            cancelled = True
+        except Exception:
+            break  # the task's own failure is handled by its done callback
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def hold(events: Sequence[Any]) -> None:
+    """Take a reference on these events' messages (Faust's ``Message.incref``): the ack that
+    ``take_events`` gives when its loop body returns no longer marks them safe to commit."""
+    for ev in events:
+        ev.message.incref()
+
+
+def release(events: Sequence[Any]) -> None:
+    """Give back the reference taken by :func:`hold`: the last ack marks the offsets safe to
+    commit (Faust's ``Event.ack``)."""
+    for ev in events:
+        ev.ack()
+
+
 def withhold(events: Sequence[Any]) -> None:
     """Keep these events' offsets from being committed (``take_events`` acks them on exit).
 
@@ -357,11 +488,19 @@ def withhold(events: Sequence[Any]) -> None:
 
 
 class PrivacyApp(faust.App):
-    """A Faust app that creates its topics (with the policy's configs) before it subscribes."""
+    """A Faust app that creates its topics (with the policy's configs) before it subscribes,
+    and whose consumer uses the ``fetch_max_wait_ms`` setting (Faust fixes 1,500 ms)."""
 
     privacy_settings: Settings
     processor: Any
     metrics: PipelineMetrics
+
+    def _new_consumer(self):
+        transport = self.transport
+        wait_ms = getattr(getattr(self, "privacy_settings", None), "fetch_max_wait_ms", None)
+        if wait_ms and getattr(transport, "Consumer", None) is _aiokafka_driver().Consumer:
+            transport.Consumer = _fetch_wait_consumer(int(wait_ms))
+        return super()._new_consumer()
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -377,6 +516,56 @@ class PrivacyApp(faust.App):
                  altered or "none")
 
 
+class CachedPartitioner:
+    """aiokafka's ``DefaultPartitioner`` (murmur2 of the key, as the Java client: the same
+    partition for the same key) remembering the hashes of recent keys. aiokafka's murmur2 is
+    pure Python, about 10 µs per key, and a record's outputs share its account key."""
+
+    def __init__(self, max_keys: int = 65_536) -> None:
+        from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+        self._default = DefaultPartitioner()
+        self._murmur2 = murmur2
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+        if key is None:
+            return self._default(key, all_partitions, available)
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            h = self._hashes[key] = self._murmur2(key) & 0x7FFFFFFF
+        return all_partitions[h % len(all_partitions)]
+
+
+def _aiokafka_driver():
+    from faust.transport.drivers import aiokafka as driver
+
+    return driver
+
+
+def _fetch_wait_consumer(wait_ms: int):
+    """Faust's aiokafka ``Consumer`` whose aiokafka consumer waits at most ``wait_ms`` for a
+    fetch (the broker-side ``fetch.max.wait.ms``; Faust passes a fixed 1,500 ms)."""
+    driver = _aiokafka_driver()
+
+    class ConsumerThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport):
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = wait_ms  # read by the Fetcher aiokafka builds in start()
+            return consumer
+
+    class Consumer(driver.Consumer):
+        fetch_max_wait_ms = wait_ms
+
+        def _new_consumer_thread(self):
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    return Consumer
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -389,9 +578,14 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     """
     settings = settings or load_settings()
     if processor is None:
+        from pipeline.detection.pool import build_worker_detector
+        from pipeline.policy import load_policy
         from pipeline.processing import Processor
 
-        processor = Processor.from_settings(settings)
+        policy = load_policy(settings.policy)
+        detector = build_worker_detector(policy.detection, model_name=settings.spacy_model,
+                                         processes=settings.detector_processes)
+        processor = Processor.from_settings(settings, detector=detector, policy=policy)
     metrics = metrics or PipelineMetrics.from_processor(processor)
     options = dict(
         faust_client_options(settings),
@@ -407,6 +601,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         value_serializer="raw",
         # Batches are awaited in an executor; a large batch may take seconds under Presidio.
         broker_commit_livelock_soft_timeout=120.0,
+        producer_partitioner=CachedPartitioner(),
     )
     options.update(faust_options)
     app = PrivacyApp(settings.app_id, **options)
@@ -415,6 +610,13 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     app.metrics = metrics
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="privacy-classify")
+    # The anonymise agent gets a thread of its own when the detector is shared safely (the
+    # pool serialises its calls): its batches run while a classify batch waits for the
+    # detector children. An in-process detector is not thread-safe: one thread for both.
+    detector = getattr(getattr(processor, "classifier", None), "detector", None)
+    anonymise_executor = executor
+    if _thread_safe(detector):
+        anonymise_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="privacy-anonymise")
     names = topic_names(settings)
     deadletter_topic = names.deadletter
     policy_version = str(getattr(getattr(processor, "policy", None), "version", ""))
@@ -447,8 +649,14 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                         "PRIVACY_PIPELINE_MASTER_KEY (and _MASTER_KEY_ID) in production")
     app.key_state = key_state
 
+    started_producer: list = []
+
     async def send(out: OutputMessage):
-        producer = await app.maybe_start_producer()
+        if started_producer:
+            producer = started_producer[0]
+        else:
+            producer = await app.maybe_start_producer()
+            started_producer.append(producer)
         return await producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
 
     def deleted_ids() -> frozenset[str]:
@@ -489,24 +697,19 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     classify_handler = BatchHandler(name="classify", process=processor.process_batch,
                                     deleted=deleted_ids, on_deletion=on_deletion, **issue7, **common)
     anonymise_handler = BatchHandler(name="anonymise", process=processor.anonymise_batch,
-                                     stage="anonymise", **common)
+                                     stage="anonymise", **{**common, "executor": anonymise_executor})
     app.handlers = {"classify": classify_handler, "anonymise": anonymise_handler}
 
     batch_size, within = settings.batch_size, settings.batch_timeout_s
 
     async def _loop(handler: BatchHandler, stream) -> None:
-        async for events in stream.take_events(batch_size, within=within):
-            try:
-                outcome = await run_batch(handler, events)
-            except Exception:  # run_batch withholds the batch on any failure
-                log.exception("%s: batch failed", handler.name)
-                outcome = None
-            if outcome is None or not outcome.ok:
-                # Records that are not safely out were withheld (not committed); restart so
-                # they are consumed again rather than skipped by the next batches' commits.
-                await app.crash(PipelineError(
-                    f"{handler.name}: a batch could not be delivered; stopping so it is redelivered"))
-                return
+        async def stop() -> None:
+            # Records that are not safely out were withheld (not committed); restart so they
+            # are consumed again rather than skipped by the next batches' commits.
+            await app.crash(PipelineError(
+                f"{handler.name}: a batch could not be delivered; stopping so it is redelivered"))
+
+        await run_pipelined(handler, stream.take_events(batch_size, within=within), on_failure=stop)
 
     @app.agent(inputs, name="privacy-classify", concurrency=1)
     async def classify(stream):
@@ -558,7 +761,15 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                        ready=lambda: all(_readiness(app, lag_topics).values()))
 
     app.executor = executor
+    app.anonymise_executor = anonymise_executor
     return app
+
+
+def _thread_safe(detector: Any) -> bool:
+    """Whether two threads may call ``detector`` at once (the process pool locks its calls)."""
+    from pipeline.detection.pool import PooledDetector
+
+    return isinstance(detector, PooledDetector)
 
 
 def _readiness(app: faust.App, topics: frozenset[str]) -> dict[str, bool]:

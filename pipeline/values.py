@@ -35,6 +35,8 @@ _BOOL_WORDS = frozenset({"true", "false"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _NUMERIC = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _WORD = re.compile(r"[^\W\d_]{2,}")
+#: From the first digit (with a ``+`` just before it) to the last, at least three digits.
+_PHONE_SPAN = re.compile(r"\+?[0-9](?:[^0-9]*[0-9]){2,}")
 
 
 def value_kind(value, min_words: int = 3) -> tuple[str, str | None]:
@@ -117,6 +119,9 @@ def declared_span(entity: str, value) -> tuple[int, int] | None:
     if not isinstance(value, str) or not value.strip():
         return None
     if entity == "PHONE_NUMBER":
+        if value.isascii():  # str.isdigit is [0-9] on ASCII: one regular expression
+            m = _PHONE_SPAN.search(value)
+            return None if m is None else (m.start(), m.end())
         digits = [i for i, c in enumerate(value) if c.isdigit()]
         if len(digits) < 3:
             return None

@@ -49,7 +49,20 @@ class SchemaChecker:
             check = checks.get(key)
             if check is None:
                 continue
-            for ptr, problem in check(key, value):
+            if check.__class__ is _Simple:  # inlined: the hot path of every record
+                if check.checked and (not isinstance(value, check.py_types)
+                                      or (value.__class__ is bool and not check.bool_ok)):
+                    problem = check.type_problem
+                elif check.search is not None and isinstance(value, str) and not check.search(value):
+                    problem = "pattern: value does not match"
+                elif check.enum is not None and value not in check.enum:
+                    problem = "enum: value does not match"
+                else:
+                    continue
+                found = (("/" + key.replace("~", "~0").replace("/", "~1"), problem),)
+            else:
+                found = check(key, value)
+            for ptr, problem in found:
                 out.append({"pointer": ptr, "problem": problem})
                 if len(out) >= self.max_errors:
                     return out
@@ -75,10 +88,31 @@ def _compile(schema: dict) -> dict:
             type_fns = None
             pattern = re.compile(sub["pattern"]) if "pattern" in sub else None
             enum = sub.get("enum")
-            checks[name] = _simple_check(types, type_fns, pattern, enum)
+            checks[name] = _Simple(types, pattern, enum, _simple_check(types, type_fns, pattern, enum))
         else:
             checks[name] = _delegated_check(Draft202012Validator(sub), join, mask_pointer)
     return checks
+
+
+class _Simple:
+    """A compiled ``type``/``pattern``/``enum`` check of one top-level property (called like
+    the other checks, inlined by :meth:`SchemaChecker.__call__`)."""
+
+    __slots__ = ("_fn", "bool_ok", "checked", "enum", "py_types", "search", "type_problem")
+
+    def __init__(self, types, pattern, enum, fn):
+        py_types = tuple({"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+                          "object": (dict,), "array": (list,), "null": (type(None),)}.get(t, ()) for t in types)
+        self.py_types = tuple(t for group in py_types for t in group)
+        self.bool_ok = "boolean" in types
+        self.checked = bool(types)
+        self.type_problem = f"type: expected {' or '.join(types)}"
+        self.search = pattern.search if pattern is not None else None
+        self.enum = enum
+        self._fn = fn
+
+    def __call__(self, key, value):
+        return self._fn(key, value)
 
 
 def _simple_check(types, type_fns, pattern, enum):

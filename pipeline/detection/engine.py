@@ -12,13 +12,21 @@ Flow of :meth:`Detector.analyze_batch`:
 5. resolve overlaps between types by priority (CPaaS ids > email > IBAN > card > SSN > IP >
    phone > URL > context rules > NER), apply per-entity thresholds and the allow list.
 
-Template cache (A2P traffic): a short text's (at most 1,000 characters, 5+ words) *skeleton* (every word with a digit, every
-e-mail address and URL replaced by ``0`` characters, so offsets are kept) maps to the
-language and the NER spans found the first time that skeleton was analysed. A text whose
-skeleton is cached skips lingua and spaCy NER: it is only tokenized, the cached spans are
-laid onto its tokens, and every pattern and context recognizer runs on the real text. A
-text whose skeleton is new is analysed exactly as without the cache. When the cached spans
-do not fall on token boundaries of the new text, it is analysed in full.
+Template cache (A2P traffic): a short text (at most 1,000 characters, 5+ words) has a
+*template key* (:func:`template_key`): the text with every value (e-mail address, URL,
+number, code, id, amount, date, time, month or weekday name) replaced by one ``0``, so the
+texts of one template share a key whatever their values and their lengths. Such a text is
+read by lingua and spaCy's NER *as its key*, cached or not, so every text of a template gets
+the same language and the same NER spans (moved onto each text through the fixed text
+between the values; a span that misses a token boundary of the text is dropped). The
+cache remembers both per key: a text whose key is cached skips lingua and NER, and several
+texts of a template new to a batch wait for the first one. Every pattern and context
+recognizer always runs on the real text. So a cached result equals an uncached one, by
+construction (``tests/pipeline/test_template_cache.py``).
+
+Step 4 does what ``AnalyzerEngine.analyze`` does, in :meth:`Detector._analyze_chunk`,
+without its per-call overhead (spaCy tokens, lemmas and keywords only for results that
+need context enhancement; no deep copies).
 """
 
 from __future__ import annotations
@@ -56,10 +64,35 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 #: Values that vary inside a template: e-mail addresses, URLs, any word holding a digit.
 _TEMPLATE_VALUES = re.compile(
     r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+|(?:https?://|www\.)\S+|\w*\d\w*", re.IGNORECASE)
+#: The value shapes :func:`template_key` turns into one slot each, whatever their length:
+#: e-mail addresses; URLs (with a scheme, ``www.`` or a bare domain and a path); numbers,
+#: codes, ids, amounts, dates, times and phone numbers (words holding a digit, joined by
+#: ``. , : / -`` or by single spaces between digit groups, with ``AM``/``PM`` after them);
+#: and (group ``cal``) capitalised words, which are slots only when they name a month or a
+#: weekday. Each shape is tried at the start of a run only (look-behinds): a shape that
+#: fails there fails inside the run too.
+_TEMPLATE_SLOTS = re.compile(
+    r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"
+    r"|(?i:https?://|www\.)\S+"
+    r"|(?<![\w.\-])(?i:[a-z0-9\-]+\.)+(?i:[a-z]{2,})/\S*"
+    r"|(?<!\w)\w*\d\w*(?:[.,:/\-]\w*\d\w*| \d\w*)*(?: [AaPp][Mm]\b)?"
+    r"|(?P<cal>(?<!\w)[A-ZÀ-ÖØ-Þ][^\W\d_]{2,}(?!\w))")
+#: English months and weekdays and their abbreviations, lower case (``May`` only next to a
+#: digit: ``May 4``, not ``May I help``).
+_CALENDAR_SLOTS = frozenset((
+    "january", "february", "march", "april", "june", "july", "august", "september",
+    "october", "november", "december", "monday", "tuesday", "wednesday", "thursday",
+    "friday", "saturday", "sunday", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec", "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri",
+    "sat", "sun",
+))
+#: Placeholder of a slot in a template key (never in a key's fixed text: digits are slots).
+_SLOT = "0"
 
 
 def template_skeleton(text: str) -> str:
-    """``text`` with its variable values masked by ``0`` characters, same length."""
+    """``text`` with its variable values masked by ``0`` characters, same length
+    (digits, e-mail addresses and URLs; see :func:`template_key` for what the cache uses)."""
     return _TEMPLATE_VALUES.sub(_zeros, text)
 
 
@@ -67,14 +100,109 @@ def _zeros(m: re.Match) -> str:
     return "0" * (m.end() - m.start())
 
 
+def template_key(text: str) -> tuple[str, tuple[int, ...]]:
+    """``(key, cuts)``: the template cache key of ``text`` and where its slots are.
+
+    ``key`` is ``text`` with every variable value (see ``_TEMPLATE_SLOTS``: e-mail
+    addresses, URLs, numbers, codes, amounts, dates, times, month and weekday names) replaced
+    by one ``0``, whatever its length, so texts of one template share a key when their
+    values differ in length. ``cuts`` are the value boundaries in ``text``, ``(start0, end0,
+    start1, end1, ...)`` in code points: the fixed text between them is the same in every
+    text with this key, which is how cached NER spans are moved onto a new text.
+    """
+    parts: list[str] = []
+    cuts: list[int] = []
+    pos = 0
+    for m in _TEMPLATE_SLOTS.finditer(text):
+        if m.lastgroup == "cal":
+            word = m.group(0)
+            if not word[0].isupper():
+                continue
+            low = word.lower()
+            if low not in _CALENDAR_SLOTS and not (low == "may" and _next_to_digit(text, m)):
+                continue
+        start, end = m.span()
+        parts.append(text[pos:start])
+        parts.append(_SLOT)
+        cuts.append(start)
+        cuts.append(end)
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts), tuple(cuts)
+
+
+def _key_cuts(key: tuple[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """The slot boundaries of the key string itself (each slot one ``0``)."""
+    cuts = key[1]
+    out: list[int] = []
+    shift = 0
+    for k in range(0, len(cuts), 2):
+        start = cuts[k] - shift
+        out += (start, start + 1)
+        shift += cuts[k + 1] - cuts[k] - 1
+    return tuple(out)
+
+
+def _next_to_digit(text: str, m: re.Match) -> bool:
+    """A digit right before or after the match (one space between allowed): ``May 4``."""
+    before = text[max(0, m.start() - 2):m.start()].rstrip()
+    after = text[m.end():m.end() + 2].lstrip()
+    return bool(before[-1:].isdigit() or after[:1].isdigit())
+
+
+def _segment_starts(cuts: tuple[int, ...]) -> list[int]:
+    """Start offset of each fixed segment (segment ``k`` follows slot ``k - 1``)."""
+    return [0, *cuts[1::2]]
+
+
 class _Template:
-    """What a skeleton remembers: the language and the mapped NER spans (char offsets)."""
+    """What a template key remembers: the language and the NER spans, each end as
+    ``(segment, offset)`` into the fixed text (see :func:`_relative_spans`)."""
+
+    __slots__ = ("lang", "ents")
+
+    def __init__(self, lang: str, ents: tuple):
+        self.lang = lang
+        self.ents = ents
+
+
+class _Hit:
+    """A template hit for one text: the cached language and the NER spans moved onto the
+    text (absolute ``(start, end, label)``)."""
 
     __slots__ = ("lang", "ents")
 
     def __init__(self, lang: str, ents: tuple[tuple[int, int, str], ...]):
         self.lang = lang
         self.ents = ents
+
+
+def _relative_spans(ents, cuts: tuple[int, ...]) -> tuple:
+    """NER spans ``(start, end, label)`` as ``(seg, offset, seg, offset, label)``.
+
+    Fixed segment ``k`` runs from the end of value ``k - 1`` to the start of value ``k``,
+    both included, so a span may start or end at a value's edge (``0 Main Street`` tagged
+    FAC covers a whole value and moves onto the next text's value there). A span with an
+    end strictly inside a value is left out (NER reads keys, whose values are one ``0``:
+    that does not happen).
+    """
+    starts = _segment_starts(cuts)
+    last = len(starts) - 1
+    out = []
+    for s, e, label in ents:
+        s_seg = bisect.bisect_right(starts, s) - 1
+        e_seg = bisect.bisect_right(starts, e) - 1
+        if (s_seg < last and s > cuts[2 * s_seg]) or (e_seg < last and e > cuts[2 * e_seg]):
+            continue
+        out.append((s_seg, s - starts[s_seg], e_seg, e - starts[e_seg], label))
+    return tuple(out)
+
+
+def _absolute_spans(rel, cuts: tuple[int, ...]) -> tuple[tuple[int, int, str], ...]:
+    """:func:`_relative_spans` undone on a text of the same template (its ``cuts``)."""
+    starts = _segment_starts(cuts)
+    return tuple((starts[s_seg] + s_off, starts[e_seg] + e_off, label)
+                 for s_seg, s_off, e_seg, e_off, label in rel)
 
 
 def _ranking(span: EntitySpan) -> tuple:
@@ -112,6 +240,10 @@ class _ArtifactNlpEngine:
 
     def is_stopword(self, word: str, language: str) -> bool:
         return word in self._stop.get(language, ())
+
+    def stop_words(self, language: str):
+        """The words :meth:`is_stopword` answers ``True`` for."""
+        return self._stop.get(language, ())
 
     def is_punct(self, word: str, language: str) -> bool:
         return len(word) == 1 and not word.isalnum()
@@ -180,6 +312,10 @@ class Detector:
         self._allow = {v.casefold() for v in cfg.allow_list}
         self._min_threshold = min([cfg.score_threshold, *cfg.thresholds.values()])
         _memoize_recognizers(registry)
+        self._registry = registry
+        self._enhancer = self._engine.context_aware_enhancer
+        _check_presidio_contract(self._enhancer, registry)
+        self._by_request: dict[tuple, tuple[list, dict]] = {}
         self._templates: OrderedDict[str, _Template] = OrderedDict()
         #: Template cache counters (``hits``, ``misses``), for benchmarks and tests.
         self.template_stats = {"hits": 0, "misses": 0}
@@ -197,42 +333,81 @@ class Detector:
         if not texts:
             return []
         need_ner = "ner" in self.config.recognizers and bool(_NER_ENTITIES & set(wanted))
-        use_cache = need_ner and self.config.template_cache > 0
-        keys: list[str | None] = [None] * len(texts)
-        hits: dict[int, _Template] = {}
-        if use_cache:
-            templates = self._templates
+        keys: list[tuple[str, tuple[int, ...]] | None] = [None] * len(texts)
+        if need_ner:
             for i, text in enumerate(texts):
                 if len(text) <= TEMPLATE_MAX_CHARS:
-                    key = template_skeleton(text)
-                    if len(_WORD.findall(key)) < TEMPLATE_MIN_WORDS:
-                        continue
-                    keys[i] = key
-                    entry = templates.get(key)
-                    if entry is not None:
-                        templates.move_to_end(key)
-                        hits[i] = entry
-        langs = self._languages_of(texts, hits)
+                    key = template_key(text)
+                    if len(_WORD.findall(key[0])) >= TEMPLATE_MIN_WORDS:
+                        keys[i] = key
+        if self.config.template_cache > 0:
+            templates = self._templates
+            later: list[int] = []
+            new: set[str] = set()
+            for i, key in enumerate(keys):
+                if key is not None and key[0] not in templates:
+                    if key[0] in new:
+                        later.append(i)  # same new template as an earlier text
+                    else:
+                        new.add(key[0])
+            if later:
+                # Texts of a template first seen in this batch wait for the first text of
+                # it to be analysed, then reuse its language and NER spans.
+                skip = set(later)
+                first = [i for i in range(len(texts)) if i not in skip]
+                out: list[list[EntitySpan]] = [[] for _ in texts]
+                for group in (first, later):
+                    done = self._analyze([texts[i] for i in group], wanted, need_ner,
+                                         [keys[i] for i in group])
+                    for i, spans in zip(group, done):
+                        out[i] = spans
+                return out
+        return self._analyze(texts, wanted, need_ner, keys)
+
+    def _analyze(self, texts: Sequence[str], wanted: list[str], need_ner: bool,
+                 keys: list) -> list[list[EntitySpan]]:
+        """:meth:`analyze_batch` for ``texts`` with their template ``keys`` (``None`` for a
+        text that has none)."""
+        hits: dict[int, _Hit] = {}
+        use_cache = self.config.template_cache > 0
+        if use_cache:
+            templates = self._templates
+            for i, key in enumerate(keys):
+                if key is None:
+                    continue
+                entry = templates.get(key[0])
+                if entry is not None:
+                    templates.move_to_end(key[0])
+                    hits[i] = _Hit(entry.lang, _absolute_spans(entry.ents, key[1]))
+                    self.template_stats["hits"] += 1
+        langs = self._languages_of(
+            [text if key is None else key[0] for text, key in zip(texts, keys)], hits)
         chunks = [(i, base, chunk) for i, text in enumerate(texts)
                   for base, chunk in self._chunks(text)]
         raw: list[list[EntitySpan]] = [[] for _ in texts]
         limit = self.config.ner_max_chars
         ner_flags = [need_ner and (limit is None or base < limit) for _, base, _ in chunks]
+        # A text with a template key is read by NER as its key (values replaced by ``0``),
+        # so every text of one template gets the same NER spans, cached or not.
+        ner_texts = [chunk if keys[i] is None else keys[i][0] for i, _, chunk in chunks]
         cached = [hits.get(i) if base == 0 else None for i, base, _ in chunks]
-        docs = self._docs([c for _, _, c in chunks], ner_flags, cached)
+        docs = self._docs(ner_texts, ner_flags, cached)
+        wanted_by_lang: dict[str, list[str]] = {}
         for (i, base, chunk), (doc, ents) in zip(chunks, docs):
             lang = langs[i]
-            if use_cache and keys[i] is not None and i not in hits and base == 0:
-                self._remember(keys[i], lang, ents)
-            wanted_here = [e for e in wanted if e in self._supported[lang]]
+            key = keys[i]
+            if key is not None and i not in hits and ents is not None:
+                rel = _relative_spans(ents, _key_cuts(key))
+                if use_cache:
+                    self._remember(key[0], lang, rel)
+                doc, ents = None, _absolute_spans(rel, key[1])
+            wanted_here = wanted_by_lang.get(lang)
+            if wanted_here is None:
+                wanted_here = wanted_by_lang[lang] = [
+                    e for e in wanted if e in self._supported[lang]]
             if not wanted_here:
                 continue
-            results = self._engine.analyze(
-                text=chunk, language=lang, entities=wanted_here,
-                nlp_artifacts=self._artifacts(doc, lang, ents),
-                score_threshold=self._min_threshold,
-            )
-            for r in results:
+            for r in self._analyze_chunk(chunk, lang, wanted_here, doc, ents):
                 raw[i].append(EntitySpan(r.entity_type, base + r.start, base + r.end,
                                          float(r.score), _recognizer_name(r)))
         return [self._resolve(text, spans) for text, spans in zip(texts, raw)]
@@ -268,7 +443,7 @@ class Detector:
                 yield pos, chunk
             pos = end
 
-    def _languages_of(self, texts: Sequence[str], hits: dict[int, _Template]) -> list[str]:
+    def _languages_of(self, texts: Sequence[str], hits: dict[int, _Hit]) -> list[str]:
         """One language per text: the cached one for template hits, lingua for the rest."""
         if not hits:
             return self._languages.detect_batch(texts)
@@ -285,23 +460,22 @@ class Detector:
                 langs[i] = lang
         return langs
 
-    def _remember(self, key: str, lang: str, ents) -> None:
-        if ents is None:  # NER did not run on this chunk: nothing to reuse
-            return
+    def _remember(self, key: str, lang: str, rel: tuple) -> None:
         templates = self._templates
-        templates[key] = _Template(lang, ents)
         self.template_stats["misses"] += 1
+        templates[key] = _Template(lang, rel)
         while len(templates) > self.config.template_cache:
             templates.popitem(last=False)
 
     def _docs(self, chunks: list[str], ner_flags: list[bool],
-              cached: list[_Template | None]) -> Iterator[tuple]:
+              cached: list[_Hit | None]) -> Iterator[tuple]:
         """``(Doc, ner spans)`` per chunk, in order, in windows bounded by count and characters.
 
         NER runs only where a name could be (a chunk with a letter) and the template cache
-        has no spans for it; the other chunks are only tokenized (Presidio's context
-        enhancement needs tokens). NER spans are ``(start_char, end_char, label)`` with
-        Presidio labels, or ``None`` when NER was not asked for.
+        has no spans for it; the ``Doc`` of the other chunks is ``None`` (tokenized later,
+        only if context enhancement or cached spans need tokens). NER spans are
+        ``(start_char, end_char, label)`` with Presidio labels, or ``None`` when NER was not
+        asked for.
         """
         cfg = self.config
         window: list[int] = []
@@ -316,26 +490,23 @@ class Detector:
             yield from self._window_docs(chunks, window, ner_flags, cached)
 
     def _window_docs(self, chunks: list[str], window: list[int], flags: list[bool],
-                     cached: list[_Template | None]) -> list[tuple]:
+                     cached: list[_Hit | None]) -> list[tuple]:
         nlp = self._nlp
         out: list = [None] * len(window)
         ner_idx = []
         for k, j in enumerate(window):
             chunk = chunks[j]
             if not flags[j]:
-                out[k] = (nlp.make_doc(chunk), None)
+                out[k] = (None, None)
                 continue
             entry = cached[j]
             if entry is not None:
-                doc = nlp.make_doc(chunk)
-                if all(doc.char_span(s, e) is not None for s, e, _ in entry.ents):
-                    self.template_stats["hits"] += 1
-                    out[k] = (doc, entry.ents)
-                    continue
+                out[k] = (None, entry.ents)
+                continue
             if any(ch.isalpha() for ch in chunk):
                 ner_idx.append(k)
             else:
-                out[k] = (nlp.make_doc(chunk), ())
+                out[k] = (None, ())
         if ner_idx:
             for k, doc in zip(ner_idx, nlp.pipe([chunks[window[k]] for k in ner_idx],
                                                 batch_size=len(ner_idx))):
@@ -344,17 +515,124 @@ class Detector:
                 out[k] = (doc, ents)
         return out
 
-    def _artifacts(self, doc, lang: str, ents):
+    def _analyze_chunk(self, chunk: str, lang: str, wanted: list[str], doc, ents) -> list:
+        """What ``AnalyzerEngine.analyze(chunk, lang, wanted, nlp_artifacts=...,
+        score_threshold=<lowest threshold>)`` returns, without its per-call overhead.
+
+        Same steps and order as Presidio: the recognizers of the request in registry order
+        (missing recognizer ids added to the metadata), the engine's context enhancer, low
+        scores removed, then ``EntityRecognizer.remove_duplicates``. What is skipped costs
+        and changes nothing here: only results whose recognizer has context words (and
+        no boost yet) are copied and handed to the enhancer, and the spaCy tokens, lemmas
+        and keywords are built only then; ``doc`` may be ``None`` (made on demand).
+        ``ents`` are ``(start, end, label)`` NER spans or ``None``/empty.
+        """
+        from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+        key = (lang, tuple(wanted))
+        request = self._by_request.get(key)
+        if request is None:
+            recs = self._registry.get_recognizers(language=lang, entities=wanted,
+                                                  all_fields=False)
+            request = self._by_request[key] = (recs, {r.id: r for r in recs})
+        recognizers, by_id = request
+        spans = _NO_SPANS
+        if ents:
+            if doc is None:
+                doc = self._nlp.make_doc(chunk)
+            # spans moved from a template key that miss a token boundary of this text
+            # are dropped (the same with and without the cache)
+            found = [doc.char_span(s, e, label=label) for s, e, label in ents]
+            spans = _NerSpans([sp for sp in found if sp is not None])
+        id_key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+        name_key = RecognizerResult.RECOGNIZER_NAME_KEY
+        results: list = []
+        for rec in recognizers:
+            if not rec.is_loaded:
+                rec.load()
+                rec.is_loaded = True
+            found = rec.analyze(text=chunk, entities=wanted, nlp_artifacts=spans)
+            if found:
+                for r in found:
+                    meta = r.recognition_metadata
+                    if not meta:
+                        meta = r.recognition_metadata = {}
+                    if id_key not in meta:
+                        meta[id_key] = rec.id
+                    if name_key not in meta:
+                        meta[name_key] = rec.name
+                results.extend(found)
+        if not results:
+            return results
+        boosted_key = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+        todo = []
+        for k, r in enumerate(results):
+            rec = by_id.get(r.recognition_metadata.get(id_key))
+            if rec is not None and rec.context and not r.recognition_metadata.get(boosted_key):
+                todo.append(k)
+        if todo:
+            if doc is None:
+                doc = self._nlp.make_doc(chunk)
+            self._enhance(chunk, [results[k] for k in todo], by_id,
+                          self._artifacts(doc, lang, spans.entities))
+        threshold = self._min_threshold
+        results = [r for r in results if r.score >= threshold]
+        return EntityRecognizer.remove_duplicates(results)
+
+    def _enhance(self, text: str, results: list, by_id: dict, artifacts) -> None:
+        """``LemmaContextAwareEnhancer.enhance_using_context`` on ``results`` (each from a
+        recognizer with context words, not boosted yet), in place: the results are this
+        call's own objects, so Presidio's deep copy of them is not needed. Same steps: the
+        lemmas of the words before the match, a whole-word context match, then the score
+        raised by the similarity factor, at least the minimum, at most 1."""
+        enhancer = self._enhancer
+        id_key = _ID_KEY
+        for r in results:
+            rec = by_id[r.recognition_metadata[id_key]]
+            words = enhancer._extract_surrounding_words(
+                nlp_artifacts=artifacts, word=text[r.start:r.end], start=r.start)
+            found = enhancer._find_supportive_word_in_context(
+                words, rec.context, enhancer.context_matching_mode)
+            if found != "":
+                r.score += enhancer.context_similarity_factor
+                r.score = max(r.score, enhancer.min_score_with_context_similarity)
+                r.score = min(r.score, _MAX_SCORE)
+                if r.analysis_explanation is not None:
+                    r.analysis_explanation.set_supportive_context_word(found)
+                    r.analysis_explanation.set_improved_score(r.score)
+
+    def _artifacts(self, doc, lang: str, entities: list):
+        """Presidio's :class:`NlpArtifacts` for ``doc`` (token texts, offsets, lemmas,
+        keywords) with the given NER ``entities`` (spaCy spans)."""
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
-        entities = []
-        for start, end, label in ents or ():
-            entities.append(doc.char_span(start, end, label=label))
-        return NlpArtifacts(
-            entities=entities, tokens=doc, tokens_indices=[t.idx for t in doc],
-            lemmas=[t.lower_ for t in doc], nlp_engine=self._nlp_engine, language=lang,
-            scores=[0.85] * len(entities),
-        )
+        # The enhancer walks ``tokens`` once per result (``len`` of each): token texts in a
+        # list answer that as the Doc does, without making a Token object per step.
+        toks: list[str] = []
+        idx: list[int] = []
+        lemmas: list[str] = []
+        keywords: list[str] = []
+        stop = self._nlp_engine.stop_words(lang)
+        for t in doc:
+            toks.append(t.text)
+            idx.append(t.idx)
+            lemma = t.lower_
+            lemmas.append(lemma)
+            # NlpArtifacts.set_keywords, inline: no stop words, punctuation, "-PRON-" or
+            # "be"; lower-cased and split at ":"
+            if (lemma in stop or (len(lemma) == 1 and not lemma.isalnum())
+                    or lemma == "-PRON-" or lemma == "be"):
+                continue
+            keywords.extend(lemma.lower().split(":"))
+        arts = NlpArtifacts.__new__(NlpArtifacts)
+        arts.entities = list(entities)
+        arts.tokens = toks
+        arts.lemmas = lemmas
+        arts.tokens_indices = idx
+        arts.keywords = keywords
+        arts.nlp_engine = self._nlp_engine
+        arts.scores = [0.85] * len(entities)
+        return arts
 
     def _resolve(self, text: str, spans: list[EntitySpan]) -> list[EntitySpan]:
         """Thresholds, allow list, then non-overlapping spans by priority (O(n log n))."""
@@ -374,6 +652,50 @@ class Detector:
             starts.insert(i, span.start)
             kept.insert(i, span)
         return kept
+
+
+_ID_KEY = "recognizer_identifier"  # RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+#: What ``NlpArtifacts.__init__`` sets (:meth:`Detector._artifacts` sets them itself).
+_ARTIFACT_FIELDS = frozenset(("entities", "tokens", "lemmas", "tokens_indices", "keywords",
+                              "nlp_engine", "scores"))
+_MAX_SCORE = 1.0  # ContextAwareEnhancer.MAX_SCORE
+
+
+class _NerSpans:
+    """The part of the NLP artifacts the recognizers read (``NerRecognizer``: the NER
+    spans); the tokens, lemmas and keywords are built only for context enhancement."""
+
+    __slots__ = ("entities",)
+
+    def __init__(self, entities):
+        self.entities = entities
+
+
+_NO_SPANS = _NerSpans(())
+
+
+def _check_presidio_contract(enhancer, registry) -> None:
+    """:meth:`Detector._analyze_chunk` re-implements ``AnalyzerEngine.analyze`` for this
+    setup: the lemma enhancer, no recognizer-level context logic, ``NlpArtifacts`` fields.
+    Raises ``RuntimeError`` (at start-up) if a Presidio upgrade or a new recognizer breaks
+    that."""
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import (
+        ContextAwareEnhancer,
+        LemmaContextAwareEnhancer,
+    )
+
+    from presidio_analyzer.nlp_engine import NlpArtifacts
+
+    probe = NlpArtifacts(entities=[], tokens=[], tokens_indices=[], lemmas=[], nlp_engine=None,
+                         language="en")
+    base = EntityRecognizer.enhance_using_context
+    if (type(enhancer) is not LemmaContextAwareEnhancer
+            or set(vars(probe)) != _ARTIFACT_FIELDS
+            or RecognizerResult.RECOGNIZER_IDENTIFIER_KEY != _ID_KEY
+            or ContextAwareEnhancer.MAX_SCORE != _MAX_SCORE
+            or any(type(r).enhance_using_context is not base for r in registry.recognizers)):
+        raise RuntimeError("the detector's analysis loop does not match this Presidio setup")
 
 
 def _memoize_recognizers(registry) -> None:

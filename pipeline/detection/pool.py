@@ -32,7 +32,8 @@ from pipeline.errors import PipelineError
 
 log = logging.getLogger("privacy_pipeline.detection.pool")
 
-__all__ = ["DetectorPoolError", "PooledDetector", "build_detector", "default_processes"]
+__all__ = ["DetectorPoolError", "PooledDetector", "build_detector", "build_worker_detector",
+           "cgroup_cpu_limit", "default_processes", "worker_processes"]
 
 #: Environment of every child: one thread per native library, the pool is the parallelism.
 _CHILD_ENV = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -63,6 +64,60 @@ def build_detector(config: DetectionConfig | None = None, *, model_name: str | N
 
         return Detector(config, model_name=model_name)
     return PooledDetector(config, model_name=model_name, processes=n)
+
+
+def worker_processes(cores: int | None = None) -> int:
+    """Detector children a worker starts by default (``detector_processes`` 0): one per core
+    but one. The worker's serving process needs about a core of its own at full load (Kafka
+    I/O, decoding, routing, anonymisation, sealing), so one child per core leaves the children
+    waiting for it and costs a model's memory (~330 MB) each. 0 on a single core: detection
+    runs in the serving process. Cores are those of the CPU limit of the container (cgroup
+    quota, rounded up) when one is set, so a pod limited to 2 CPUs on a large node starts one
+    child, not one per node core."""
+    if not cores:
+        cores = default_processes()
+        quota = cgroup_cpu_limit()
+        if quota is not None:
+            cores = max(1, min(cores, quota))
+    return max(0, cores - 1)
+
+
+def cgroup_cpu_limit() -> int | None:
+    """The container's CPU limit in whole cores (cgroup v2 ``cpu.max`` or v1 CFS quota,
+    rounded up), ``None`` without a limit."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, _, period = fh.read().strip().partition(" ")
+        if quota != "max" and period:
+            return max(1, -(-int(quota) // int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        try:
+            with open(f"{base}/cpu.cfs_quota_us") as fh:
+                quota_us = int(fh.read())
+            with open(f"{base}/cpu.cfs_period_us") as fh:
+                period_us = int(fh.read())
+        except (OSError, ValueError):
+            continue
+        if quota_us > 0 and period_us > 0:
+            return max(1, -(-quota_us // period_us))
+        return None
+    return None
+
+
+def build_worker_detector(config: DetectionConfig | None = None, *, model_name: str | None = "auto",
+                          processes: int = 0):
+    """The detector of a streaming worker for the ``detector_processes`` setting: 0 =
+    :func:`worker_processes` children (a pool of one child on two cores; in-process on one
+    core), 1 = in-process, N = N children."""
+    n = worker_processes() if not processes else processes
+    if n >= 1 and (n > 1 or not processes):
+        return PooledDetector(config, model_name=model_name, processes=n)
+    from pipeline.detection.engine import Detector
+
+    return Detector(config, model_name=model_name)
 
 
 # -- the child --------------------------------------------------------------------------------

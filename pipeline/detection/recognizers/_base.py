@@ -42,15 +42,26 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+_last_case: tuple[str, str] = ("", "mixed")
+
+
 def text_case(text: str) -> str:
-    """``"lower"`` (no capitals), ``"upper"`` (no lower-case letters) or ``"mixed"``."""
+    """``"lower"`` (no capitals), ``"upper"`` (no lower-case letters) or ``"mixed"``. The
+    last answer is kept, since several recognizers ask about the same text in turn."""
+    global _last_case
+    last = _last_case
+    if last[0] is text:
+        return last[1]
     has_upper = any(c.isupper() for c in text)
     has_lower = any(c.islower() for c in text)
     if has_lower and not has_upper:
-        return "lower"
-    if has_upper and not has_lower:
-        return "upper"
-    return "mixed"
+        case = "lower"
+    elif has_upper and not has_lower:
+        case = "upper"
+    else:
+        case = "mixed"
+    _last_case = (text, case)
+    return case
 
 
 def words_before(text: str, start: int, count: int) -> list[str]:

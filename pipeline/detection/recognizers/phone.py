@@ -43,6 +43,10 @@ _GLUE_WORDS = ("mobile", "mob", "tel", "phone", "ph", "cell", "fax", "call", "wh
 _ID_MARK_BEFORE = re.compile(r"(?:[#№]|[A-Za-z0-9][\-_/]|[A-Za-z]{1,4}\d*[\-_]?)$")
 
 
+#: Most candidates whose score a recognizer remembers.
+_SCORE_MEMO = 4096
+
+
 class PhoneNumberRecognizer(ProjectRecognizer):
     """PHONE_NUMBER in any region, scored with :mod:`phonenumbers` and context."""
 
@@ -62,6 +66,9 @@ class PhoneNumberRecognizer(ProjectRecognizer):
                        **(scores or {})}
         super().__init__(supported_entities=["PHONE_NUMBER"], name="PhoneNumberRecognizer",
                          supported_language=supported_language, context=list(context))
+        #: ``_score`` answers per candidate (a pure function of it): a sender's own numbers
+        #: recur in every text of its templates. Bounded: cleared when full.
+        self._scored: dict[str, float | None] = {}
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
@@ -91,10 +98,16 @@ class PhoneNumberRecognizer(ProjectRecognizer):
                 continue
             if _CURRENCY_BEFORE.search(before):
                 continue
-            score = self._score(raw, digits, intl)
-            near = words_before(text, start, 3)
-            if self._negative(near):
+            # the negative-word check is cheap, the phonenumbers scoring is not: check first
+            if self._negative(words_before(text, start, 3)):
                 continue
+            scored = self._scored
+            if raw in scored:
+                score = scored[raw]
+            else:
+                if len(scored) >= _SCORE_MEMO:
+                    scored.clear()
+                score = scored[raw] = self._score(raw, digits, intl)
             if score is not None:
                 out.append(self._result("PHONE_NUMBER", start, end, score))
         return out

@@ -1,0 +1,57 @@
+"""Which records take the standard library's exact parser (pipeline/codec.py): only those
+orjson would get wrong, not every record with a hex id such as ``"SMa1e970..."``."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from pipeline import codec
+from pipeline.codec import decode_object
+from pipeline.errors import DecodeError
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"sid": "SMa1e970b7b07e123456789abcdef0123"}',     # "e970": an exponent look-alike
+        b'{"price": 1e300, "n": -12}',
+        b'{"small": 1e-400}',
+        b'{"iccid": "89014103211118510720"}',                   # 20 digits inside a string
+    ],
+)
+def test_exact_results_on_the_fast_path(raw, monkeypatch):
+    calls = []
+    real = json.loads
+    monkeypatch.setattr(codec.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
+    value = decode_object(raw)
+    assert value == real(raw) and repr(value) == repr(real(raw))
+    if b"89014103211118510720" not in raw:
+        assert calls == []  # orjson alone
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b'{"a": -9223372036854775809}', -9223372036854775809),   # 19 digits below int64: was a float
+        (b'{"a": 18446744073709551616}', 18446744073709551616),
+        (b'{"a": 98765432109876543210123}', 98765432109876543210123),
+    ],
+)
+def test_big_integers_stay_exact(raw, expected):
+    assert orjson.loads(raw)["a"] != expected or type(orjson.loads(raw)["a"]) is float
+    value = decode_object(raw)["a"]
+    assert value == expected and type(value) is int
+
+
+@pytest.mark.parametrize(
+    "raw, kind",
+    [(b'{"a": 1e400}', "number_out_of_range"), (b'{"sid": "SMe123", "a": NaN}', "number_out_of_range"),
+     (b'{"a": 1e400,}', "number_out_of_range"), (b'{"a": 1,}', "invalid_json"), (b"   ", "empty"), (b"\t\r\n", "empty")],
+)
+def test_errors_unchanged(raw, kind):
+    with pytest.raises(DecodeError) as err:
+        decode_object(raw)
+    assert err.value.kind == kind
