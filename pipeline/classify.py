@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pipeline import pointers
-from pipeline.detection.types import EntitySpan
 from pipeline.plans import (
     CHECK_CREDENTIAL,
     CHECK_STRONG,
@@ -484,20 +483,7 @@ class Classifier:
                         d = self._strong_value(d, value, vh)
                     if d is not base:
                         overrides.append((i, d))
-                if d.secret:
-                    fields[ptr] = {"category": d.category, "source": d.source, "rule": d.rule, "entities": [],
-                                   "secret": True}
-                    secrets.append(ptr)
-                    continue
-                entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
-                if d.entity is not None:
-                    span = declared_span(d.entity, value)
-                    if span is not None:
-                        entry["entities"].append({"type": d.entity, "start": span[0], "end": span[1],
-                                                  "score": 1.0, "recognizer": "rule"})
-                if d.scan and isinstance(value, str) and value.strip():
-                    scan_jobs.append((entry, ptr, value))
-                fields[ptr] = entry
+                fields[ptr] = _field_entry(d, ptr, value, secrets, scan_jobs)
         else:
             fields = self._planned_fields(plan, vals, secrets, overrides, scan_jobs)
         key = (plan, tuple(overrides))
@@ -549,20 +535,7 @@ class Classifier:
                     d = self._strong_value(d, value, vh)
                 if d is not base:
                     overrides.append((i, d))
-            if d.secret:
-                fields[ptr] = {"category": d.category, "source": d.source, "rule": d.rule, "entities": [],
-                               "secret": True}
-                secrets.append(ptr)
-                continue
-            entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
-            if d.entity is not None:
-                span = declared_span(d.entity, value)
-                if span is not None:
-                    entry["entities"].append({"type": d.entity, "start": span[0], "end": span[1],
-                                              "score": 1.0, "recognizer": "rule"})
-            if d.scan and isinstance(value, str) and value.strip():
-                scan_jobs.append((entry, ptr, value))
-            fields[ptr] = entry
+            fields[ptr] = _field_entry(d, ptr, value, secrets, scan_jobs)
         return fields
 
     def _classify_one(self, item: ClassifyInput, now: str, scan_jobs: list) -> dict:
@@ -587,19 +560,7 @@ class Classifier:
                 decision = self._decide_by_value(value, vh, default_cat)
             elif decision.source == "name" and decision.category != "account" and isinstance(value, str):
                 decision = self._strong_value(decision, value, vh)
-            entry = {"category": decision.category, "source": decision.source, "rule": decision.rule,
-                     "entities": []}
-            if decision.secret:
-                entry["secret"] = True
-                secrets.append(ptr)
-            elif decision.entity is not None:
-                span = declared_span(decision.entity, value)
-                if span is not None:
-                    entry["entities"].append(
-                        EntitySpan(decision.entity, span[0], span[1], 1.0, "rule").to_json())
-            if decision.scan and isinstance(value, str) and value.strip() and not decision.secret:
-                scan_jobs.append((entry, ptr, value))
-            fields[ptr] = entry
+            fields[ptr] = _field_entry(decision, ptr, value, secrets, scan_jobs)
         if secrets:
             record = pointers.replace(record, secrets, self.hash_secret)
         schema_errors = self.schema_check(family, record) if self.schema_check else []
@@ -773,3 +734,23 @@ def _first_named(found: dict[str, object], names: tuple[str, ...]) -> str | None
         if name in found:
             return str(found[name])
     return None
+
+
+def _field_entry(d, ptr: str, value, secrets: list, scan_jobs: list) -> dict:
+    """The envelope entry of one leaf decided ``d``: ``{"category", "source", "rule",
+    "entities"[, "secret"]}``. A secret pointer is appended to ``secrets``; a text the
+    detector must scan is appended to ``scan_jobs`` as ``(entry, ptr, value)`` (its entities
+    are filled in after the batch's detector call). A rule's declared entity (e.g. a phone
+    number in ``/to``) becomes a span with score 1.0 and recognizer ``"rule"``."""
+    if d.secret:
+        secrets.append(ptr)
+        return {"category": d.category, "source": d.source, "rule": d.rule, "entities": [], "secret": True}
+    entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
+    if d.entity is not None:
+        span = declared_span(d.entity, value)
+        if span is not None:
+            entry["entities"].append({"type": d.entity, "start": span[0], "end": span[1],
+                                      "score": 1.0, "recognizer": "rule"})
+    if d.scan and isinstance(value, str) and value.strip():
+        scan_jobs.append((entry, ptr, value))
+    return entry
