@@ -3,7 +3,9 @@
 * ``classify`` agent: the three input topics, raw bytes, ``stream.take_events`` batches ->
   :class:`~pipeline.records.SourceRecord` -> ``processor.process_batch`` (in a single-thread
   executor, off the event loop) -> every ``OutputMessage`` produced and awaited before the
-  batch is acknowledged.
+  batch is acknowledged. With detector child processes the batch is processed in three steps
+  (``classify_stage``, ``detect_stage`` in a thread of its own, ``route_stage``) so that batch
+  N+1's detection overlaps batch N's routing (``Settings.detect_in_parallel``).
 * ``anonymise`` agent: ``privacy.anonymise.v1`` -> ``processor.anonymise_batch`` ->
   ``privacy.anonymised.v1``.
 * ``deleted-accounts`` GlobalTable: account id -> deletion info, written idempotently (set
@@ -140,6 +142,8 @@ class BatchHandler:
         state: Callable[[], dict[str, Any]] | None = None,
         on_results: Callable[[Sequence[ProcessResult]], None] | None = None,
         first_topics: frozenset[str] = frozenset(),
+        stages: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None = None,
+        detect_executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
         self.stage = stage
@@ -157,6 +161,11 @@ class BatchHandler:
         self.state = state
         self.on_results = on_results
         self.first_topics = first_topics
+        #: ``(classify, detect, route)``: ``process`` in three steps (``Processor.classify_stage``,
+        #: ``detect_stage``, ``route_stage``); the detect step runs in ``detect_executor`` so a
+        #: batch's detection overlaps the routing of the previous one (:meth:`prepare`).
+        self.stages = stages if detect_executor is not None else None
+        self.detect_executor = detect_executor
 
     def _dead(self, record: SourceRecord, kind: str, exc: BaseException) -> ProcessResult:
         return internal_deadletter(
@@ -164,14 +173,50 @@ class BatchHandler:
             max_bytes=self.max_request_size, policy_version=self.policy_version,
         )
 
-    async def _run(self, records: Sequence[SourceRecord]) -> list[ProcessResult]:
-        loop = asyncio.get_running_loop()
+    def _batch_kwargs(self) -> dict[str, Any]:
+        """The batch state ``process`` (or the route step) reads, taken now."""
         kwargs = {}
         if self.deleted is not None:
             kwargs["deleted_accounts"] = self.deleted()
         if self.state is not None:
             kwargs.update(self.state())
+        return kwargs
+
+    async def _run(self, records: Sequence[SourceRecord]) -> list[ProcessResult]:
+        loop = asyncio.get_running_loop()
+        kwargs = self._batch_kwargs()
         return await loop.run_in_executor(self.executor, partial(self.process, list(records), **kwargs))
+
+    async def _classify_staged(self, records: Sequence[SourceRecord], ready: asyncio.Future | None,
+                               after: Any) -> list[ProcessResult]:
+        """:meth:`classify` in the three ``stages``: classify (executor), detect
+        (``detect_executor``, started at once), then, once ``after`` is done (the previous
+        batch routed and its state recorded) and ``ready`` set (the caller may classify the
+        next batch while this one is in the detector), route with the batch state taken then.
+        A failing step gives way to :meth:`classify` (the batch again, then record by record)."""
+        loop = asyncio.get_running_loop()
+        classify, detect, route = self.stages  # type: ignore[misc]
+        staged = detecting = None
+        try:
+            staged = await loop.run_in_executor(self.executor, classify, list(records))
+            detecting = loop.run_in_executor(self.detect_executor, detect, staged)
+        except Exception:
+            log.exception("%s: classifying a batch of %d records failed", self.name, len(records))
+        if after is not None:
+            await after
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        if detecting is not None:
+            try:
+                await detecting
+                kwargs = self._batch_kwargs()
+                results = await loop.run_in_executor(self.executor, partial(route, staged, **kwargs))
+                if len(results) == len(records):
+                    return results
+                log.error("%s: %d results for %d records; retrying", self.name, len(results), len(records))
+            except Exception:
+                log.exception("%s: batch of %d records failed; retrying", self.name, len(records))
+        return await self.classify(records)
 
     async def classify(self, records: Sequence[SourceRecord]) -> list[ProcessResult]:
         """Results for ``records``; a failing batch is retried record by record."""
@@ -263,10 +308,15 @@ class BatchHandler:
         """
         return await self.deliver(await self.prepare(messages))
 
-    async def prepare(self, messages: Sequence[Any]) -> PreparedBatch:
+    async def prepare(self, messages: Sequence[Any], *, ready: asyncio.Future | None = None,
+                      after: Any = None) -> PreparedBatch:
         """The first half of :meth:`handle`: build records, process them (in the executor) and
         record the batch's state changes (data keys, consents, deletions), so the next batch
-        can be processed while this one is delivered. Never raises."""
+        can be processed while this one is delivered. Never raises.
+
+        With ``stages``: ``after`` (awaitable, never raising) is the previous batch's
+        preparation; this batch is routed only once it is done, and ``ready`` (a future) is
+        set once this batch is classified and in the detector (:meth:`_classify_staged`)."""
         try:
             started = time.perf_counter()
             records: list[SourceRecord] = []
@@ -281,7 +331,12 @@ class BatchHandler:
                     rec = SourceRecord(getattr(msg, "topic", "?"), getattr(msg, "partition", None),
                                        getattr(msg, "offset", None), None, None)
                     dead.append(self._dead(rec, "unreadable_message", exc))
-            results = (await self.classify(records)) if records else []
+            if not records:
+                results = []
+            elif self.stages is not None:
+                results = await self._classify_staged(records, ready, after)
+            else:
+                results = await self.classify(records)
             seconds = time.perf_counter() - started
             results.extend(dead)
         except Exception:
@@ -384,19 +439,33 @@ async def run_pipelined(handler: BatchHandler, batches, *, grace_s: float = 60.0
     ``on_failure`` (the worker stops and the withheld batches are consumed again after a
     restart). Stopping (cancellation) lets the batch being processed and the delivery in
     flight finish for up to ``grace_s`` seconds, as :func:`run_batch` does.
+
+    With a handler in ``stages`` (:meth:`BatchHandler.prepare`), the next batch is taken once
+    this one is classified and in the detector and the one before it routed: batch N+1 is
+    classified and detected while batch N is routed, and each batch is routed after the
+    previous one's state (keys, consents, deletions) was recorded.
     """
     loop = asyncio.get_running_loop()
     delivering: asyncio.Task | None = None
     failed = False
 
-    async def one(events: Sequence[Any], previous: asyncio.Task | None, prepared: asyncio.Future) -> bool:
+    staged = getattr(handler, "stages", None) is not None
+    routed: asyncio.Future | None = None  # the previous batch's preparation (state recorded)
+
+    async def one(events: Sequence[Any], previous: asyncio.Task | None, prepared: asyncio.Future,
+                  after: asyncio.Future | None, done_preparing: asyncio.Future) -> bool:
         ok = False
         try:
             try:
-                batch = await handler.prepare([ev.message for ev in events])
+                if staged:
+                    batch = await handler.prepare([ev.message for ev in events], ready=prepared, after=after)
+                else:
+                    batch = await handler.prepare([ev.message for ev in events])
             finally:
                 if not prepared.done():
                     prepared.set_result(None)
+                if not done_preparing.done():
+                    done_preparing.set_result(None)
             if previous is not None and not await previous:
                 return False  # an earlier batch is not out: this one must not be committed either
             outcome = await handler.deliver(batch)
@@ -424,10 +493,14 @@ async def run_pipelined(handler: BatchHandler, batches, *, grace_s: float = 60.0
                 return
             hold(events)
             prepared = loop.create_future()
-            task = asyncio.ensure_future(one(events, delivering, prepared))
+            done_preparing = loop.create_future()
+            task = asyncio.ensure_future(one(events, delivering, prepared, routed, done_preparing))
+            routed = done_preparing
             task.add_done_callback(done)
             delivering = task
-            await asyncio.shield(prepared)  # processed and its state recorded: take the next batch
+            # processed and its state recorded (with stages: classified, in the detector, and the
+            # batch before it routed): take the next batch
+            await asyncio.shield(prepared)
     finally:
         if delivering is not None and not delivering.done():
             # stopping or the stream ended: let the batches in flight finish
@@ -602,6 +675,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         # Batches are awaited in an executor; a large batch may take seconds under Presidio.
         broker_commit_livelock_soft_timeout=120.0,
         producer_partitioner=CachedPartitioner(),
+        producer_max_batch_size=min(settings.producer_batch_size, settings.producer_max_request_size),
     )
     options.update(faust_options)
     app = PrivacyApp(settings.app_id, **options)
@@ -615,8 +689,16 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     # detector children. An in-process detector is not thread-safe: one thread for both.
     detector = getattr(getattr(processor, "classifier", None), "detector", None)
     anonymise_executor = executor
+    stages: dict[str, Any] = {}
     if _thread_safe(detector):
         anonymise_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="privacy-anonymise")
+        from pipeline.processing import Processor
+
+        if settings.detect_in_parallel and isinstance(processor, Processor):
+            # a batch's detection (in the detector processes) overlaps the previous one's
+            # routing; only for the Processor itself: a wrapper's own process_batch stays in use
+            stages = {"stages": (processor.classify_stage, processor.detect_stage, processor.route_stage),
+                      "detect_executor": ThreadPoolExecutor(max_workers=1, thread_name_prefix="privacy-detect")}
     names = topic_names(settings)
     deadletter_topic = names.deadletter
     policy_version = str(getattr(getattr(processor, "policy", None), "version", ""))
@@ -695,7 +777,8 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     issue7 = {} if key_state is None else {
         "state": batch_state, "on_results": on_results, "first_topics": frozenset([names.keys])}
     classify_handler = BatchHandler(name="classify", process=processor.process_batch,
-                                    deleted=deleted_ids, on_deletion=on_deletion, **issue7, **common)
+                                    deleted=deleted_ids, on_deletion=on_deletion, **issue7, **stages,
+                                    **common)
     anonymise_handler = BatchHandler(name="anonymise", process=processor.anonymise_batch,
                                      stage="anonymise", **{**common, "executor": anonymise_executor})
     app.handlers = {"classify": classify_handler, "anonymise": anonymise_handler}

@@ -42,6 +42,11 @@ keep            unchanged                                    unchanged
 - Ciphertexts: AES-SIV (RFC 5297, deterministic) with the entity type as associated data,
   key derived by HKDF-SHA256 from the master key, key id in the output; retired keys stay
   readable by id (``Settings.master_old_keys``).
+- Batches (:meth:`Anonymiser.anonymise_envelopes`, :meth:`Anonymiser.anonymise_values`): the
+  rescans of a whole batch go to the detector in one call. In a worker with detector child
+  processes, :meth:`Anonymiser.anonymise_batch_values` runs the batch in one of them
+  (:func:`anonymise_in_detector`, the anonymiser pickled with its policy and keys, never its
+  detector); the output is the same.
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from presidio_anonymizer.operators import Operator, OperatorType
 
@@ -62,6 +68,8 @@ from pipeline.policy.model import OperatorSpec, Policy
 #: Operator strength for overlapping spans: the highest takes the overlap.
 OPERATOR_RANK = {"redact": 6, "replace": 5, "pseudonymise": 4, "encrypt": 3, "mask": 2,
                  "truncate_ip": 1, "keep": 0}
+
+log = logging.getLogger("privacy_pipeline.anonymise")
 
 _RESIDUE = "__OVERLAP_RESIDUE__"
 _TOKEN_RE = re.compile(r"<([A-Z][A-Z0-9_]*):enc:([A-Za-z0-9_.-]+):([A-Za-z0-9_-]+)>")
@@ -87,6 +95,10 @@ class Pseudonymiser:
 
     def __repr__(self) -> str:
         return f"Pseudonymiser(key_id={self.key_id!r}, key_ids={sorted(self._keys)!r})"
+
+    def __reduce__(self):  # pickled only to the worker's own detector processes
+        old = {k: v for k, v in self._keys.items() if k != self.key_id}
+        return (Pseudonymiser, (self._keys[self.key_id], self.key_id, old))
 
     def __call__(self, value: str, *, entity: str, account_id: str | None, purpose: str,
                  key_id: str | None = None) -> str:
@@ -135,7 +147,7 @@ class SivCipher:
     """Deterministic, reversible encryption (AES-SIV) of entity values:
     ``<ENTITY:enc:<key id>:<base64url>>``. Writes with ``key_id``; reads any id it holds."""
 
-    __slots__ = ("_siv", "key_id")
+    __slots__ = ("_args", "_siv", "key_id")
 
     def __init__(self, key: bytes, key_id: str, old_keys: Mapping[str, bytes] | None = None):
         from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -143,6 +155,10 @@ class SivCipher:
         self._siv = {kid: AESSIV(derive_siv_key(k)) for kid, k in (old_keys or {}).items()}
         self._siv[key_id] = AESSIV(derive_siv_key(key))
         self.key_id = key_id
+        self._args = (key, key_id, dict(old_keys or {}))
+
+    def __reduce__(self):  # pickled only to the worker's own detector processes
+        return (SivCipher, self._args)
 
     def __repr__(self) -> str:
         return f"SivCipher(key_id={self.key_id!r}, key_ids={sorted(self._siv)!r})"
@@ -309,6 +325,11 @@ class Anonymiser:
         for cls in (PseudonymiseOperator, EncryptOperator, MaskOperator, TruncateIpOperator, _FixedOperator):
             self._engine.add_anonymizer(cls)
 
+    def __reduce__(self):
+        """Pickled (policy and keys, no detector) to run in the worker's detector processes
+        (:func:`anonymise_in_detector`)."""
+        return (_rebuild_anonymiser, (self.policy, self.pseudonymise, self.cipher))
+
     @classmethod
     def from_settings(cls, policy: Policy, settings) -> "Anonymiser":
         """Keys from :class:`~pipeline.settings.Settings`: the pseudonym key and its retired
@@ -457,6 +478,40 @@ class Anonymiser:
 
     #: Detector for :meth:`rescan` (set by the Processor); ``None`` skips the rescan.
     detector = None
+    #: Whether :meth:`anonymise_batch_values` runs in a detector process when ``detector`` is
+    #: a pool of them (set by the Processor from ``Settings.anonymise_in_detector``).
+    in_detector = False
+    _pickled: tuple | None = None
+
+    def anonymise_batch_values(self, values: Sequence[bytes | None]) -> list[tuple]:
+        """:meth:`anonymise_values`, in one of the detector's child processes when
+        :attr:`in_detector` is set and the detector is a pool (``run_task``): the CPU work
+        then leaves the worker's serving process (one GIL shared with Kafka I/O, routing and
+        sealing) for the process that also runs the rescans' NER, in one round trip. If that
+        fails (the child died twice, or the pool is closed), here. Never raises."""
+        run_task = getattr(self.detector, "run_task", None) if self.in_detector else None
+        if run_task is not None:
+            try:
+                config_id, config = self._config_for_detector()
+                out = run_task("pipeline.anonymise:anonymise_in_detector", (config_id, config, list(values)))
+                if len(out) == len(values):
+                    return out
+                log.error("anonymising in a detector process gave %d results for %d values", len(out), len(values))
+            except Exception as exc:
+                log.warning("anonymising in a detector process failed (%s); anonymising here",
+                            type(exc).__name__)
+        return self.anonymise_values(values)
+
+    def _config_for_detector(self) -> tuple[bytes, bytes]:
+        """``(id, pickled self)`` for :func:`anonymise_in_detector`, rebuilt when the policy
+        or a key object was replaced."""
+        import pickle
+
+        ident = (id(self.policy), id(self.pseudonymise), id(self.cipher))
+        if self._pickled is None or self._pickled[0] != ident:
+            config = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pickled = (ident, hashlib.sha256(config).digest(), config)
+        return self._pickled[1], self._pickled[2]
 
     def rescan(self, env: dict) -> dict:
         """Scan the text of fields that were kept but never scanned (usage fields such as
@@ -466,6 +521,16 @@ class Anonymiser:
         Returns ``env`` itself when nothing needed scanning."""
         if self.detector is None:
             return env
+        jobs = self.rescan_jobs(env)
+        if not jobs:
+            return env
+        return _with_spans(env, jobs, self.detector.analyze_batch([v for _, v in jobs]))
+
+    def rescan_jobs(self, env: dict) -> list[tuple[str, str]]:
+        """``(pointer, text)`` of the fields :meth:`rescan` sends to the detector (empty
+        without a detector)."""
+        if self.detector is None:
+            return []
         jobs = []
         for ptr, f in env["fields"].items():
             if f.get("entities") or f.get("secret") or f["category"] == "account" or _scanned(f):
@@ -476,21 +541,91 @@ class Anonymiser:
                 continue
             if isinstance(value, str) and _could_hold_pii(value):
                 jobs.append((ptr, value))
-        if not jobs:
-            return env
-        found = self.detector.analyze_batch([v for _, v in jobs])
-        fields = dict(env["fields"])
-        for (ptr, _value), spans in zip(jobs, found):
-            if spans:
-                fields[ptr] = dict(fields[ptr], entities=[s.to_json() for s in spans])
-        return dict(env, fields=fields)
+        return jobs
+
+    def anonymise_envelopes(self, envs: Sequence[dict]) -> list[dict | Exception]:
+        """:meth:`anonymise_envelope` of each envelope, same order, with one detector call for
+        the rescans of all of them (not one per envelope: each call is an IPC round trip to
+        the detector children and a separate NER pass). An envelope that fails gives its
+        exception in its place (never raised). If the batched detector call fails, each
+        envelope is rescanned on its own, so a failure stays with the envelope that caused it.
+        """
+        jobs: list[list[tuple[str, str]]] = []
+        for env in envs:
+            try:
+                jobs.append(self.rescan_jobs(env))
+            except Exception:  # a malformed envelope: anonymise_envelope below reports it
+                jobs.append([])
+        texts = [v for js in jobs for _, v in js]
+        found: list | None = None
+        if texts:
+            try:
+                found = self.detector.analyze_batch(texts)
+                if len(found) != len(texts):
+                    found = None
+            except Exception:
+                found = None
+        out: list[dict | Exception] = []
+        pos = 0
+        for env, js in zip(envs, jobs):
+            try:
+                if not js:
+                    out.append(self._anonymise_scanned(env))
+                elif found is None:  # the batched call failed: on its own (rescan raises here)
+                    out.append(self.anonymise_envelope(env))
+                else:
+                    out.append(self._anonymise_scanned(_with_spans(env, js, found[pos:pos + len(js)])))
+            except Exception as exc:
+                out.append(exc)
+            pos += len(js)
+        return out
+
+    def anonymise_values(self, values: Sequence[bytes | None]) -> list[tuple]:
+        """Encoded envelopes (``privacy.anonymise.v1`` values) -> one tuple per value, same
+        order: ``("ok", account token or None, encoded anonymised envelope, event_id,
+        categories, entity types, policy_version, event_type)`` (categories and entity types
+        comma-separated, for the output's headers), or ``("dead", kind, message)`` for a value
+        that is not an envelope or failed (the message names no content). Rescans in one
+        detector call (:meth:`anonymise_envelopes`). Never raises."""
+        from pipeline.codec import decode_object, encode
+        from pipeline.errors import DecodeError
+
+        out: list[tuple | None] = [None] * len(values)
+        envs, where = [], []
+        for i, value in enumerate(values):
+            try:
+                env = decode_object(value)
+                if "fields" not in env or "record" not in env:
+                    raise DecodeError("not_envelope", "the value is not a classification envelope")
+            except DecodeError as exc:
+                out[i] = ("dead", exc.kind, exc.message)
+                continue
+            except Exception as exc:
+                out[i] = ("dead", "anonymise_error", f"anonymisation failed with {type(exc).__name__}")
+                continue
+            envs.append(env)
+            where.append(i)
+        for i, anon in zip(where, self.anonymise_envelopes(envs)):
+            try:
+                if isinstance(anon, Exception):
+                    raise anon
+                entities = ",".join(sorted({t for f in anon["fields"].values() for t in f["entities"]}))
+                out[i] = ("ok", anon.get("account_id") or None, encode(anon), anon["event_id"],
+                          ",".join(anon.get("categories", [])), entities, str(anon["policy_version"]),
+                          anon.get("event_type"))
+            except Exception as exc:
+                out[i] = ("dead", "anonymise_error", f"anonymisation failed with {type(exc).__name__}")
+        return out  # type: ignore[return-value]
 
     def anonymise_envelope(self, env: dict) -> dict:
         """A new envelope whose ``record`` is anonymised and whose ``account_id`` is concealed
         (``account_id_operator``); ``fields`` keep category, source and rule, list entity
         types (no offsets) and the ``operators`` applied. Unscanned text fields are scanned
         first (:meth:`rescan`)."""
-        env = self.rescan(env)
+        return self._anonymise_scanned(self.rescan(env))
+
+    def _anonymise_scanned(self, env: dict) -> dict:
+        """:meth:`anonymise_envelope` of an envelope already rescanned."""
         account_id = env.get("account_id")
         account_token = None
         if account_id is not None:
@@ -597,6 +732,42 @@ def cipher_from_settings(settings, *, required: bool) -> SivCipher | None:
         return None
     return SivCipher(settings.master_key.get_secret_value().encode(), settings.master_key_id,
                      {k: v.get_secret_value().encode() for k, v in settings.master_old_keys.items()})
+
+
+def _rebuild_anonymiser(policy: Policy, pseudonymiser: Pseudonymiser, cipher: SivCipher | None) -> Anonymiser:
+    return Anonymiser(policy, pseudonymiser, cipher=cipher)
+
+
+#: In a detector process: config id -> the :class:`Anonymiser` unpickled from it (the latest).
+_IN_DETECTOR: dict[bytes, Anonymiser] = {}
+
+
+def anonymise_in_detector(detector, payload: tuple) -> list[tuple]:
+    """:meth:`Anonymiser.anonymise_values` run in a detector child process
+    (``PooledDetector.run_task``), its rescans on that process's own ``detector``.
+
+    ``payload``: ``(config id, pickled Anonymiser, values)``; the anonymiser is unpickled once
+    per config id (a restarted child gets it again with the next call)."""
+    config_id, config, values = payload
+    anon = _IN_DETECTOR.get(config_id)
+    if anon is None:
+        import pickle
+
+        anon = pickle.loads(config)
+        _IN_DETECTOR.clear()
+        _IN_DETECTOR[config_id] = anon
+    anon.detector = detector
+    return anon.anonymise_values(values)
+
+
+def _with_spans(env: dict, jobs: list[tuple[str, str]], found) -> dict:
+    """``env`` with the detector's spans (``found``, one list per job) set as the entities of
+    the rescanned fields (``jobs``: ``(pointer, text)``); a new envelope, ``env`` unchanged."""
+    fields = dict(env["fields"])
+    for (ptr, _value), spans in zip(jobs, found):
+        if spans:
+            fields[ptr] = dict(fields[ptr], entities=[s.to_json() for s in spans])
+    return dict(env, fields=fields)
 
 
 def _get(record, ptr: str):

@@ -38,6 +38,7 @@ from pipeline.plans import (
     Plan,
     Shape,
     data_like_keys,
+    data_like_signature,
     signature,
 )
 from pipeline.policy.model import FieldRule, Policy
@@ -297,6 +298,8 @@ class Classifier:
         pat = policy.identity.account_id_pattern
         self._account_re = re.compile(pat) if pat else None
         self._secret_prefixes = tuple(policy.secrets.value_prefixes)
+        #: ``(value hints, {(value kind, default category): Decision})`` (see :meth:`_by_value`)
+        self._value_memo: tuple = (None, {})
         #: record shapes -> :class:`~pipeline.plans.Shape` (bounded LRU)
         self.shapes = LRU(plan_cache_size)
         #: ``(plan, overrides)`` -> :class:`~pipeline.plans.Layout` (bounded LRU)
@@ -372,6 +375,16 @@ class Classifier:
     def classify_batch_planned(self, items: Sequence[ClassifyInput]) -> list[tuple[dict, Layout | None]]:
         """Like :meth:`classify_batch`, with each envelope's :class:`~pipeline.plans.Layout`
         (``None`` for records the generic path classified) for the router."""
+        out, scan_jobs = self.classify_batch_deferred(items)
+        if scan_jobs and self.detector is not None:
+            fill_scans(scan_jobs, self.detector.analyze_batch(scan_texts(scan_jobs)))
+        return out
+
+    def classify_batch_deferred(self, items: Sequence[ClassifyInput]) -> tuple[list[tuple[dict, Layout | None]], list]:
+        """:meth:`classify_batch_planned` without its detector call: ``(envelopes with
+        layouts, scan jobs)``. The caller runs the detector over :func:`scan_texts` of the
+        jobs (when there is a detector), then :func:`fill_scans` completes the envelopes, so
+        the detector's work can overlap other work (the worker routes the previous batch)."""
         out: list[tuple[dict, Layout | None]] = []
         scan_jobs: list[tuple[dict, str, str]] = []  # (field entry, pointer, text)
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -381,19 +394,17 @@ class Classifier:
         else:
             for item in items:
                 out.append((self._classify_one(item, now, scan_jobs), None))
-        if scan_jobs and self.detector is not None:
-            results = self.detector.analyze_batch([_scannable(text) for _, _, text in scan_jobs])
-            for (entry, _ptr, _text), spans in zip(scan_jobs, results):
-                entry["entities"].extend(s.to_json() for s in spans)
-        return out
+        return out, scan_jobs
 
     # -- planned path (pipeline/plans.py) ---------------------------------------------------
     def _shape(self, record: dict) -> tuple[Shape, list]:
         """The record's :class:`~pipeline.plans.Shape` (cached) and its leaf values.
-        Raises :class:`~pipeline.plans.Exotic`."""
+        Raises :class:`~pipeline.plans.Exotic` (also for keys that look like data)."""
         sig, vals = signature(record)
         shape = self.shapes.get(sig)
         if shape is None:
+            if data_like_signature(sig):
+                raise Exotic
             shape = self._build_shape(record)
             if shape.cacheable:
                 self.shapes.put(sig, shape)
@@ -471,8 +482,10 @@ class Classifier:
         cred = plan.credential_values
         if cred is None or not _may_hold_credential("\0".join(cred(vals))):
             # no value can hold a credential: base entries, then the leaves that need more
-            fields = {p: {"category": c, "source": s, "rule": r, "entities": []}
-                      for p, c, s, r in plan.base_entries}
+            # entry templates copied (C speed), each with its own entities list
+            fields = {p: t.copy() for p, t in plan.base_templates}
+            for entry in fields.values():
+                entry["entities"] = []
             for i, ptr, base, checks in plan.dynamic:
                 value = vals[i]
                 d = base
@@ -483,7 +496,16 @@ class Classifier:
                         d = self._strong_value(d, value, vh)
                     if d is not base:
                         overrides.append((i, d))
-                fields[ptr] = _field_entry(d, ptr, value, secrets, scan_jobs)
+                if d is base and not d.secret and not d.scan:
+                    # the copied base entry is the entry: only a declared entity to add
+                    ent = d.entity
+                    if ent is not None:
+                        span = declared_span(ent, value)
+                        if span is not None:
+                            fields[ptr]["entities"].append({"type": ent, "start": span[0], "end": span[1],
+                                                            "score": 1.0, "recognizer": "rule"})
+                else:
+                    fields[ptr] = _field_entry(d, ptr, value, secrets, scan_jobs)
         else:
             fields = self._planned_fields(plan, vals, secrets, overrides, scan_jobs)
         key = (plan, tuple(overrides))
@@ -497,23 +519,30 @@ class Classifier:
                 self.layouts.put(key, layout)
         if secrets:
             record = pointers.replace(record, secrets, self.hash_secret)
-        schema_errors = self.schema_check(family, record) if self.schema_check else []
-        env = {
-            "envelope_version": ENVELOPE_VERSION,
-            "event_id": event_id,
-            "event_type": family,
-            "account_id": account_id,
-            "policy_version": self.policy.version,
-            "classified_at": now,
-        }
+        schema_errors = self._layout_schema_check(layout, family, record) if self.schema_check else []
         if item.source is not None:
-            env["source"] = item.source
-        env["fields"] = fields
-        env["categories"] = list(layout.categories)
-        env["routes"] = []
-        env["schema_errors"] = schema_errors
-        env["record"] = record
+            env = {"envelope_version": ENVELOPE_VERSION, "event_id": event_id, "event_type": family,
+                   "account_id": account_id, "policy_version": self.policy.version, "classified_at": now,
+                   "source": item.source, "fields": fields, "categories": list(layout.categories), "routes": [],
+                   "schema_errors": schema_errors, "record": record}
+        else:
+            env = {"envelope_version": ENVELOPE_VERSION, "event_id": event_id, "event_type": family,
+                   "account_id": account_id, "policy_version": self.policy.version, "classified_at": now,
+                   "fields": fields, "categories": list(layout.categories), "routes": [],
+                   "schema_errors": schema_errors, "record": record}
         return env, layout
+
+    def _layout_schema_check(self, layout: Layout, family: str, record: dict) -> list[dict]:
+        """``schema_check(family, record)``, through the check the checker compiles for the
+        layout's records (``for_shape``: same top-level keys and value types, secrets
+        replaced alike) when it has one; kept in the layout."""
+        kept = layout.schema
+        checker = self.schema_check
+        if kept is None or kept[0] is not checker:
+            for_shape = getattr(checker, "for_shape", None)
+            kept = layout.schema = (checker, None if for_shape is None else for_shape(family, record))
+        check = kept[1]
+        return checker(family, record) if check is None else check(record)
 
     def _planned_fields(self, plan: Plan, vals: list, secrets: list, overrides: list, scan_jobs: list) -> dict:
         """The field entries of a record some value of which may hold a credential: every
@@ -587,17 +616,45 @@ class Classifier:
                 decision.category == "usage" and ("://" in value or "." in value)):
             kind, prefix = value_kind(value, vh.free_text_min_words)
             if kind == "email":
-                return Decision(vh.email, "detector", "value:email", entity="EMAIL_ADDRESS")
+                return self._by_value(vh, None, "strong:email")
             if kind == "sid" and prefix in vh.account_sid_prefixes:
-                return Decision("account", "detector", "value:account_sid")
+                return self._by_value(vh, None, "strong:account_sid")
             if kind == "media_url" and decision.category == "usage":
-                return Decision(vh.media_url, "detector", "value:media_url", entity="URL")
+                return self._by_value(vh, None, "strong:media_url")
         return decision
 
     def _decide_by_value(self, value, vh, default_cat: str) -> Decision:
         if isinstance(value, str) and value.startswith(self._secret_prefixes):
-            return Decision("account", "detector", "secret-value", secret=True)
+            return _SECRET_VALUE
         kind, prefix = value_kind(value, vh.free_text_min_words)
+        if kind == "sid":
+            kind = "sid:account" if prefix in vh.account_sid_prefixes else "sid"
+        return self._by_value(vh, default_cat, kind)
+
+    def _by_value(self, vh, default_cat: str | None, kind: str) -> Decision:
+        """The (immutable, shared) decision for a value ``kind`` under value hints ``vh``:
+        a frozen dataclass costs about a microsecond to build, several times per record."""
+        memo = self._value_memo
+        if memo[0] is not vh:
+            memo = self._value_memo = (vh, {})
+        key = (kind, default_cat)
+        d = memo[1].get(key)
+        if d is None:
+            d = memo[1][key] = self._value_decision(kind, vh, default_cat)
+        return d
+
+    @staticmethod
+    def _value_decision(kind: str, vh, default_cat: str | None) -> Decision:
+        if kind == "strong:email":
+            return Decision(vh.email, "detector", "value:email", entity="EMAIL_ADDRESS")
+        if kind == "strong:account_sid":
+            return Decision("account", "detector", "value:account_sid")
+        if kind == "strong:media_url":
+            return Decision(vh.media_url, "detector", "value:media_url", entity="URL")
+        if kind == "sid:account":
+            return Decision("account", "detector", "value:sid")
+        if kind == "sid":
+            return Decision(vh.sid, "detector", "value:sid")
         if kind == "other":
             return Decision(default_cat, "default", "default")
         if kind == "email":
@@ -612,14 +669,23 @@ class Classifier:
             return Decision(vh.ip, "detector", "value:ip", entity="IP_ADDRESS")
         if kind == "timestamp":
             return Decision(vh.timestamp, "detector", "value:timestamp")
-        if kind == "sid":
-            cat = "account" if prefix in vh.account_sid_prefixes else vh.sid
-            return Decision(cat, "detector", "value:sid")
         if kind == "number":
             return Decision(vh.number, "detector", "value:number")
         if kind == "boolean":
             return Decision(vh.boolean, "detector", "value:boolean")
         return Decision(vh.free_text, "detector", "value:free_text", scan=vh.scan_free_text)
+
+
+def scan_texts(scan_jobs: Sequence[tuple[dict, str, str]]) -> list[str]:
+    """The texts the detector scans for :meth:`Classifier.classify_batch_deferred`'s jobs."""
+    return [_scannable(text) for _, _, text in scan_jobs]
+
+
+def fill_scans(scan_jobs: Sequence[tuple[dict, str, str]], results: Sequence) -> None:
+    """Add the detector's spans (one list of ``EntitySpan`` per job, same order) to the
+    jobs' field entries (the envelopes :meth:`Classifier.classify_batch_deferred` made)."""
+    for (entry, _ptr, _text), spans in zip(scan_jobs, results):
+        entry["entities"].extend(s.to_json() for s in spans)
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -640,6 +706,7 @@ _AUTH_SCHEME = re.compile(
     r"\b(?:Bearer|Basic|Digest)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}|"
     r"\b(?:Bearer|Basic|Digest)\s+[A-Za-z0-9._~+/=-]{20,}")
 _CREDENTIAL_VALUE = Decision("account", "detector", "secret-value", secret=True)
+_SECRET_VALUE = Decision("account", "detector", "secret-value", secret=True)
 
 
 def _may_hold_credential(text: str) -> bool:

@@ -52,10 +52,11 @@ def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int 
     raw = bytes(raw)
     if not raw or raw.isspace():
         raise DecodeError("empty", f"the value is empty ({len(raw)} bytes)")
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+    if not raw.isascii():  # ASCII is valid UTF-8 (a C-speed scan, no string built)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     depth = _max_depth(raw, max_depth)
     if depth > max_depth:
         raise DecodeError("too_deep", f"nesting deeper than {max_depth} levels")

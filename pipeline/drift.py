@@ -20,13 +20,14 @@ from collections import Counter, deque
 
 from pipeline import pointers
 from pipeline.policy.model import DriftSpec, Policy
-from pipeline.values import value_kind
+from pipeline.values import could_be_phone, value_kind
 
 log = logging.getLogger("privacy_pipeline.drift")
 
 # An email in text; not the user part of a SIP URI or a channel name (``sip:1001@host``,
 # ``sofia/internal/1001@host``).
 _EMAIL = re.compile(r"(?<![\w.+/:-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_ANY_DIGIT = re.compile(r"\d")
 _PHONE_IN_TEXT = re.compile(r"(?<![\w+])(?:\+\d[\d ().-]{7,16}\d|\(\d{3}\) ?\d{3}-\d{4})(?![\w.])")
 # Two or three capitalised words, each 2-20 letters ("Grace Haddad", "Ana de la Cruz" misses
 # are acceptable: the check is a cheap alarm, not a detector).
@@ -43,12 +44,15 @@ def pii_kinds(value, checks=("email", "phone", "person"), skip: str | None = Non
     if not isinstance(value, str) or len(value) < 5:
         return []
     found = []
-    kind = value_kind(value)[0] if len(value) <= 64 else "free_text"
     if "email" in checks and skip != "EMAIL_ADDRESS" and "@" in value and _EMAIL.search(value):
         found.append("email")
-    if "phone" in checks and skip != "PHONE_NUMBER" and (
-            kind == "phone" or (kind in ("free_text", "other") and _PHONE_IN_TEXT.search(value))):
-        found.append("phone")
+    # a phone (by value kind or in text) needs a digit, or a %-escape that may decode to one
+    if "phone" in checks and skip != "PHONE_NUMBER" and ("%" in value or _ANY_DIGIT.search(value)):
+        in_text = _PHONE_IN_TEXT.search(value)
+        if in_text is not None or could_be_phone(value):  # else neither test below can hold
+            kind = value_kind(value)[0] if len(value) <= 64 else "free_text"
+            if kind == "phone" or (kind in ("free_text", "other") and in_text is not None):
+                found.append("phone")
     if "person" in checks and skip != "PERSON" and len(value) <= 60 and _PERSON.match(value.strip()):
         words = value.strip().lower().split()
         if not any(w in _NOT_NAMES for w in words):
@@ -75,13 +79,15 @@ class _Window:
 class DriftMonitor:
     """Per-rule sliding windows of sampled usage-field observations (see module doc)."""
 
-    __slots__ = ("spec", "_windows", "_entities", "_counter")
+    __slots__ = ("spec", "_windows", "_entities", "_counter", "_rules")
 
     def __init__(self, spec: DriftSpec, rule_entities: dict[str, str | None] | None = None):
         self.spec = spec
         self._windows: dict[str, _Window] = {}
         self._entities = rule_entities or {}
         self._counter = 0
+        #: rule -> (its window, its checks, the entity it declares), worked out once
+        self._rules: dict[str, tuple] = {}
 
     @classmethod
     def from_policy(cls, policy: Policy) -> "DriftMonitor":
@@ -100,14 +106,18 @@ class DriftMonitor:
         Returns ``True`` when the value carries PII while the rule is drifting (its window
         holds PII in more than ``threshold`` of at least ``min_samples`` samples)."""
         spec = self.spec
-        win = self._windows.get(rule)
-        if win is None:
-            win = self._windows[rule] = _Window(spec.window)
-        checks = spec.checks
-        exempt = spec.exempt.get(rule)
-        if exempt:
-            checks = [c for c in checks if c not in exempt]
-        hit = bool(pii_kinds(value, checks, self._entities.get(rule)))
+        known = self._rules.get(rule)
+        if known is None:
+            win = self._windows.get(rule)
+            if win is None:
+                win = self._windows[rule] = _Window(spec.window)
+            checks = spec.checks
+            exempt = spec.exempt.get(rule)
+            if exempt:
+                checks = [c for c in checks if c not in exempt]
+            known = self._rules[rule] = (win, checks, self._entities.get(rule))
+        win, checks, skip = known
+        hit = bool(pii_kinds(value, checks, skip))
         win.add(hit)
         win.seen += 1
         drifting = len(win.samples) >= spec.min_samples and win.hits / len(win.samples) > spec.threshold
@@ -119,10 +129,12 @@ class DriftMonitor:
         win.drifting = drifting
         return drifting and hit
 
-    def check_envelope(self, env: dict) -> Counter:
+    def check_envelope(self, env: dict, layout=None) -> Counter:
         """Sample an envelope's usage fields decided by a rule; ``Counter(rule -> flagged
-        fields)`` for ``RecordStats.drift``. Every ``sample_every``-th envelope is looked at."""
-        flagged: Counter = Counter()
+        fields)`` for ``RecordStats.drift``. Every ``sample_every``-th envelope is looked at.
+        ``layout``: the envelope's :class:`~pipeline.plans.Layout` when it has one (which
+        fields are sampled is then read from it; same result)."""
+        flagged: Counter = Counter.__new__(Counter)  # empty, without the Python-level __init__
         spec = self.spec
         if not spec.enabled:
             return flagged
@@ -130,6 +142,17 @@ class DriftMonitor:
         if self._counter % spec.sample_every:
             return flagged
         record = env.get("record")
+        if layout is not None:
+            sampled = layout.drift
+            if sampled is None:
+                sampled = layout.drift = _sampled_fields(layout)
+            for rule, ptr, path in sampled:
+                node = record
+                for seg in path:
+                    node = node[seg]
+                if self.observe(rule, node, ptr):
+                    flagged[rule] += 1
+            return flagged
         for ptr, f in env.get("fields", {}).items():
             if f.get("category") != "usage" or f.get("source") != "rule" or f.get("secret"):
                 continue
@@ -145,6 +168,14 @@ class DriftMonitor:
                        "share": round(w.hits / len(w.samples), 4) if w.samples else 0.0,
                        "drifting": w.drifting}
                 for rule, w in sorted(self._windows.items())}
+
+
+def _sampled_fields(layout) -> tuple:
+    """``(rule, pointer, key path)`` of the fields :meth:`DriftMonitor.check_envelope` looks
+    at in envelopes of ``layout``: usage, decided by a rule, not secret; document order."""
+    shape = layout.plan.shape
+    return tuple((d.rule, ptr, path) for ptr, path, d in zip(shape.ptrs, shape.paths, layout.decisions)
+                 if d.category == "usage" and d.source == "rule" and not d.secret)
 
 
 def resolve(record, pointer: str):

@@ -60,14 +60,17 @@ def anonymise_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_ty
                     p[1] = error_line(p[0], kind, f"line {p[0] + 1} is not an event ({kind})")
                 else:
                     p[1] = router.redacted(res.envelope) if redact else res.envelope
+        # the chunk's rescans in one detector call; an envelope that fails gives its exception
+        envs = [p[1] for p in pending if not isinstance(p[1], bytes)]
+        anonymised = iter(anonymiser.anonymise_envelopes(envs))
         for n, item, _ in pending:
             if isinstance(item, bytes):
                 counts["errors"] += 1
                 outfile.write(item + b"\n")
                 continue
-            try:
-                anon = anonymiser.anonymise_envelope(item)
-            except Exception as exc:  # noqa: BLE001 - one bad envelope must not stop the file
+            anon = next(anonymised)
+            if isinstance(anon, Exception):  # one bad envelope must not stop the file
+                exc = anon
                 counts["errors"] += 1
                 outfile.write(error_line(n, "anonymise_error",
                                          f"anonymisation failed with {type(exc).__name__}") + b"\n")

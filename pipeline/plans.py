@@ -16,8 +16,9 @@ Three levels, each a pure function of its key (never of record values or bytes):
   the stats counters and, filled in by the router, the compiled routes.
 
 Shapes whose keys look like data (an ``@`` or a run of five or more digits: phone numbers,
-emails or ids used as keys) are planned per record and never kept: their keys are values,
-and keeping them would grow the cache with personal data.
+emails or ids used as keys) are never planned nor kept: their keys are values, and keeping
+them would grow the cache with personal data. Such records take the classifier's generic path
+(planning one costs several times more than classifying it once).
 """
 
 from __future__ import annotations
@@ -142,6 +143,29 @@ def _sig_list(node: list, vals: list) -> tuple:
     return (None, _sig_items(node, ts, vals))
 
 
+def data_like_signature(sig: tuple) -> bool:
+    """Whether any key of a :func:`signature` looks like data (see module doc): such a record
+    is classified by the generic path (:class:`Exotic`), never planned, as nothing planned for
+    it could be kept."""
+    stack = [sig]
+    search = _DATA_KEY.search
+    while stack:
+        node = stack.pop()
+        if len(node) != 2:  # (dict,): the empty object
+            continue
+        keys, types = node
+        if keys is not None:
+            try:
+                if search("\0".join(keys)):
+                    return True
+            except TypeError:  # a non-string key: the planner raises Exotic for it
+                pass
+        for t in types:
+            if t.__class__ is tuple:
+                stack.append(t)
+    return False
+
+
 def data_like_keys(paths) -> bool:
     """Whether any key on ``paths`` (raw key paths) looks like data (see module doc)."""
     for path in paths:
@@ -188,14 +212,16 @@ class Plan:
     ``items``: per leaf ``(pointer, decision or None, checks)`` where ``checks`` is a bit
     set of :data:`CHECK_CREDENTIAL`, :data:`CHECK_VALUE`, :data:`CHECK_STRONG`;
     ``base_entries``: per leaf ``(pointer, category, source, rule)`` of its decision (``None``
-    when the value decides); ``dynamic``: ``(leaf index, pointer, decision, checks)`` of the
+    when the value decides); ``base_templates``: ``(pointer, entry)`` of the same, entries
+    with ``entities`` still to set (copied per record); ``dynamic``: ``(leaf index, pointer,
+    decision, checks)`` of the
     leaves whose entry needs more than the base (a value check other than the credential
     one, a declared entity, a scan, a secret); ``credential_values``: ``fn(values)`` -> the
     string values that may hold a credential (``None`` when none). Its layouts are kept by
     the classifier, keyed by ``(plan, overrides)``.
     """
 
-    __slots__ = ("base_entries", "credential_values", "dynamic", "family", "items", "shape")
+    __slots__ = ("base_entries", "base_templates", "credential_values", "dynamic", "family", "items", "shape")
 
     def __init__(self, shape: Shape, family: str, items: tuple):
         from operator import itemgetter
@@ -203,6 +229,10 @@ class Plan:
         self.shape, self.family, self.items = shape, family, items
         self.base_entries = tuple((p, None, None, None) if d is None else (p, d.category, d.source, d.rule)
                                   for p, d, _c in items)
+        #: ``(pointer, entry template)`` per leaf: the base entry with ``entities`` still to
+        #: be set (copied per record, never handed out)
+        self.base_templates = tuple((p, {"category": c, "source": s, "rule": r, "entities": None})
+                                    for p, c, s, r in self.base_entries)
         self.dynamic = tuple((i, p, d, c & ~CHECK_CREDENTIAL) for i, (p, d, c) in enumerate(items)
                              if c & ~CHECK_CREDENTIAL or d is None or d.secret or d.entity is not None or d.scan)
         cred = [i for i, (_p, _d, c) in enumerate(items) if c & CHECK_CREDENTIAL]
@@ -230,16 +260,20 @@ class Layout:
     pointers of secret leaves; ``field_counts`` / ``unknown_fields`` /
     ``unknown_pointers``: the per-record stats that depend on decisions only;
     ``entity_ptrs``: pointers whose entry may hold entities (document order); ``route``: the router's compiled
-    routes (filled in by :meth:`pipeline.router.Router.compile`).
+    routes (filled in by :meth:`pipeline.router.Router.compile`); ``drift``: the fields the drift
+    monitor samples (filled in by :meth:`pipeline.drift.DriftMonitor.check_envelope`); ``schema``:
+    ``(schema checker, its check for the layout's records or None)`` (filled in by the classifier).
     """
 
     __slots__ = (
         "categories",
         "decisions",
+        "drift",
         "entity_ptrs",
         "field_counts",
         "plan",
         "route",
+        "schema",
         "secrets",
         "unknown_fields",
         "unknown_pointers",
@@ -265,6 +299,8 @@ class Layout:
         self.entity_ptrs = tuple(p for p, d in zip(ptrs, decisions)
                                  if (d.entity is not None and not d.secret) or d.scan)
         self.route = None
+        self.drift = None
+        self.schema = None
 
 
 # -- projections (the record restricted to pointers, compiled per shape) ---------------------
@@ -285,10 +321,14 @@ def compile_projection(paths, selected) -> object:
         return ()
     if kept.get((), 0) == total[()]:
         return None
-    return _compile_node((), [paths[i] for i in selected], total, kept)
+    members: dict = {}  # prefix -> its members' segments, in document order
+    for prefix in total:
+        if prefix:
+            members.setdefault(prefix[:-1], []).append(prefix[-1])
+    return _compile_node((), [paths[i] for i in selected], total, kept, members)
 
 
-def _compile_node(prefix, paths, total, kept):
+def _compile_node(prefix, paths, total, kept, members=None):
     children: dict = {}
     for path in paths:
         children.setdefault(path[len(prefix)], []).append(path)
@@ -300,16 +340,33 @@ def _compile_node(prefix, paths, total, kept):
         if kept[child] == total[child]:
             items.append((seg, None))
         else:
-            items.append((seg, _compile_node(child, sub, total, kept)))
-    if not is_list and len(items) > 1 and all(sub is None for _seg, sub in items):
-        # an object whose kept members are all taken whole: keys and one C-level getter
+            items.append((seg, _compile_node(child, sub, total, kept, members)))
+    if not is_list and members is not None:
+        # an object node keeping most of its members: a copy (C speed, order kept) less the
+        # members dropped, the members kept only in part projected in place
+        keep = {seg for seg, _sub in items}
+        drop = tuple(seg for seg in members[prefix] if seg not in keep)
+        if len(drop) < len(items):
+            return (_DROP, (drop, tuple((seg, sub) for seg, sub in items if sub is not None)))
+    if not is_list and len(items) > 1:
+        # an object node: its kept members by one C-level getter (keys in order), then the
+        # members kept only in part projected in place
         keys = tuple(seg for seg, _sub in items)
-        return (_FLAT, (keys, itemgetter(*keys)))
+        partial = tuple((i, sub) for i, (_seg, sub) in enumerate(items) if sub is not None)
+        if not partial:
+            return (_FLAT, (keys, itemgetter(*keys)))
+        return (_MIXED, (keys, itemgetter(*keys), partial))
     return (is_list, tuple(items))
 
 
 #: Marks a compiled object node kept member by member (``(keys, getter)``).
 _FLAT = 2
+#: Marks a compiled object node with members kept in part (``(keys, getter, ((index,
+#: program), ...))``).
+_MIXED = 3
+#: Marks a compiled object node taken as a copy less some members (``(dropped keys, ((key,
+#: program), ...) of the members kept in part)``).
+_DROP = 4
 
 
 def project(record, program):
@@ -326,6 +383,20 @@ def _project(node, program):
     if is_list == _FLAT:
         keys, getter = items
         return dict(zip(keys, getter(node)))
+    if is_list == _DROP:
+        drop, partial = items
+        out = node.copy()
+        for k in drop:
+            del out[k]
+        for k, sub in partial:
+            out[k] = _project(out[k], sub)
+        return out
+    if is_list == _MIXED:
+        keys, getter, partial = items
+        values = list(getter(node))
+        for i, sub in partial:
+            values[i] = _project(values[i], sub)
+        return dict(zip(keys, values))
     if is_list:
         return [node[i] if sub is None else _project(node[i], sub) for i, sub in items]
     return {k: (node[k] if sub is None else _project(node[k], sub)) for k, sub in items}

@@ -14,7 +14,7 @@ from collections.abc import Container, Mapping, Sequence
 from functools import partial
 
 from pipeline.anonymise import Anonymiser
-from pipeline.classify import Classifier, ClassifyInput
+from pipeline.classify import Classifier, ClassifyInput, fill_scans, scan_texts
 from pipeline.codec import decode_object, encode
 from pipeline.consent import ConsentReader, merge
 from pipeline.deadletter import build_deadletter
@@ -59,6 +59,7 @@ class Processor:
         self.drift = DriftMonitor.from_policy(policy)
         self.anonymiser = Anonymiser.from_settings(policy, settings)
         self.anonymiser.detector = detector  # rescans unscanned text before anonymising
+        self.anonymiser.in_detector = settings.anonymise_in_detector
         self.max_bytes = settings.producer_max_request_size
         self.input_topics: dict[str, str] = self.topics.input_families()
 
@@ -130,9 +131,21 @@ class Processor:
         ``data_keys`` the record of sealed routes is encrypted with the account's data key,
         a new key comes back as a key-topic message placed before the first output that uses
         it, and a deletion tombstones the account's keys. Without it (offline) nothing is
-        sealed."""
-        state = _BatchState(deleted_accounts, consents or {},
-                            None if data_keys is None else self.keyring.for_batch(data_keys))
+        sealed.
+
+        The three steps are also callable one by one (the worker overlaps the detector step
+        of a batch with the routing of the previous one): :meth:`classify_stage`,
+        :meth:`detect_stage`, :meth:`route_stage`."""
+        staged = self.classify_stage(records, event_type=event_type)
+        self.detect_stage(staged)
+        return self.route_stage(staged, deleted_accounts=deleted_accounts, consents=consents,
+                                data_keys=data_keys)
+
+    def classify_stage(self, records: Sequence[SourceRecord], *,
+                       event_type: str | None = None) -> StagedBatch:
+        """Step 1 of :meth:`process_batch`: decode (undecodable values become dead letters)
+        and classify, without the detector; reads no batch state. Never raises (a failing
+        classification is retried record by record in :meth:`route_stage`)."""
         results: list[ProcessResult | None] = [None] * len(records)
         pending: list[tuple[int, ClassifyInput]] = []
         for i, rec in enumerate(records):
@@ -147,7 +160,46 @@ class Processor:
             src = None if rec.partition is None else {"topic": rec.topic, "partition": rec.partition,
                                                         "offset": rec.offset}
             pending.append((i, ClassifyInput(obj, family, rec.value, src)))
-        envelopes = self._classify_isolated([ci for _, ci in pending])
+        staged = StagedBatch(records, event_type, results, pending)
+        if pending:
+            try:
+                staged.envelopes, staged.scan_jobs = self.classifier.classify_batch_deferred(
+                    [ci for _, ci in pending])
+                if self.classifier.detector is not None:
+                    staged.texts = scan_texts(staged.scan_jobs)
+            except Exception:
+                staged.envelopes = None
+        return staged
+
+    def detect_stage(self, staged: StagedBatch) -> None:
+        """Step 2 of :meth:`process_batch`: the detector over the batch's texts (the CPU-heavy
+        part, in the detector processes with a pool), its spans put into the envelopes. Never
+        raises (a failure makes :meth:`route_stage` classify the records again, one by one
+        if need be). Runs in any thread when the detector is a pool."""
+        if staged.envelopes is None or not staged.texts:
+            return
+        try:
+            spans = self.classifier.detector.analyze_batch(staged.texts)
+            if len(spans) != len(staged.texts):
+                raise ValueError("the detector gave a result per text")
+            fill_scans(staged.scan_jobs, spans)
+        except Exception as exc:
+            log.warning("batch detection failed (%s); classifying %d records again",
+                        type(exc).__name__, len(staged.pending))
+            staged.envelopes = None
+
+    def route_stage(self, staged: StagedBatch, *,
+                    deleted_accounts: Container[str] = frozenset(),
+                    consents: Mapping[str, Mapping[str, bool]] | None = None,
+                    data_keys: Mapping[str, Mapping[str, bytes]] | None = None) -> list[ProcessResult]:
+        """Step 3 of :meth:`process_batch`: route each record with the batch state (arguments
+        as for :meth:`process_batch`); one :class:`ProcessResult` per record, same order."""
+        records, event_type, results, pending = staged.records, staged.event_type, staged.results, staged.pending
+        state = _BatchState(deleted_accounts, consents or {},
+                            None if data_keys is None else self.keyring.for_batch(data_keys))
+        envelopes = staged.envelopes
+        if envelopes is None:  # classification or detection failed for the batch: again, isolated
+            envelopes = self._classify_isolated([ci for _, ci in pending])
         env_of = {i: env for (i, _), env in zip(pending, envelopes)}  # (envelope, layout) or error
         for i, rec in enumerate(records):
             if results[i] is not None:
@@ -207,10 +259,9 @@ class Processor:
             outputs.extend(self._shred(account, state))
         outcome = "deletion" if deletion else "classified"
         # a new data key is produced (and awaited by the worker) before the content it seals
-        fit = self._fit
-        outputs = new_keys + [fit(rec, o) for o in outputs]
+        outputs = new_keys + self._fit_all(rec, outputs)
         stats = _stats(env, outputs, layout, self.topics.deadletter)
-        flagged = self.drift.check_envelope(env)
+        flagged = self.drift.check_envelope(env, layout)
         if flagged:
             stats.drift.update(flagged)
         return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env,
@@ -231,6 +282,19 @@ class Processor:
         if state.ring is None:
             return []
         return [OutputMessage(self.topics.keys, k, None) for k in state.ring.forget(account)]
+
+    def _fit_all(self, rec: SourceRecord, outputs: list[OutputMessage]) -> list[OutputMessage]:
+        """:meth:`_fit` of each output (the size test inline; only an output over the limit
+        takes the call)."""
+        limit = self.max_bytes - 512
+        fitted = []
+        for out in outputs:
+            value, key = out.value, out.key
+            size = (len(value) if value else 0) + (len(key) if key else 0)
+            for k, v in out.headers:
+                size += len(k) + len(v)
+            fitted.append(out if size <= limit else self._fit(rec, out))
+        return fitted
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
         """Replace an output over the producer's size limit by a dead letter."""
@@ -276,31 +340,38 @@ class Processor:
     def anonymise_batch(self, records: Sequence[SourceRecord]) -> list[ProcessResult]:
         """Envelopes from ``privacy.anonymise.v1`` -> anonymised envelopes for
         ``privacy.anonymised.v1`` (keyed by the account pseudonym). A value that is not an
-        envelope becomes a dead letter."""
+        envelope becomes a dead letter. The batch's rescans go to the detector in one call;
+        with a pool of detector processes and ``settings.anonymise_in_detector`` the batch is
+        anonymised in one of them (``Anonymiser.anonymise_batch_values``)."""
         results = []
-        for rec in records:
-            try:
-                env = decode_object(rec.value)
-                if "fields" not in env or "record" not in env:
-                    raise DecodeError("not_envelope", "the value is not a classification envelope")
-                anon = self.anonymiser.anonymise_envelope(env)
-            except DecodeError as exc:
-                results.append(self._deadletter(rec, exc.kind, exc.message))
+        for rec, item in zip(records, self.anonymiser.anonymise_batch_values([r.value for r in records])):
+            if item[0] != "ok":
+                results.append(self._deadletter(rec, item[1], item[2]))
                 continue
-            except Exception as exc:
-                results.append(self._deadletter(rec, "anonymise_error", f"anonymisation failed with {type(exc).__name__}"))
-                continue
-            key = anon["account_id"].encode() if anon.get("account_id") else rec.key
-            headers = (("event-id", str(anon["event_id"]).encode()),
-                       ("privacy-categories", ",".join(anon.get("categories", [])).encode()),
-                       ("privacy-entities", ",".join(sorted({t for f in anon["fields"].values()
-                                                             for t in f["entities"]})).encode()),
-                       ("privacy-policy", str(anon["policy_version"]).encode()),
+            _, token, value, event_id, categories, entities, policy_version, event_type = item
+            key = token.encode() if token else rec.key
+            headers = (("event-id", str(event_id).encode()), ("privacy-categories", categories.encode()),
+                       ("privacy-entities", entities.encode()), ("privacy-policy", policy_version.encode()),
                        ("envelope-version", b"1"))
-            out = self._fit(rec, OutputMessage(self.topics.anonymised, key, encode(anon), headers))
-            results.append(ProcessResult(rec, [out], "classified", anon.get("event_type"), anon["event_id"],
+            out = self._fit(rec, OutputMessage(self.topics.anonymised, key, value, headers))
+            results.append(ProcessResult(rec, [out], "classified", event_type, event_id,
                                          None, RecordStats(routes=[out.topic])))
         return results
+
+
+class StagedBatch:
+    """A batch between the steps of :meth:`Processor.process_batch` (opaque to callers):
+    the records, dead letters so far, the records to classify, their envelopes (``None``
+    when classification or detection failed) and the detector's texts and jobs."""
+
+    __slots__ = ("envelopes", "event_type", "pending", "records", "results", "scan_jobs", "texts")
+
+    def __init__(self, records: Sequence[SourceRecord], event_type: str | None,
+                 results: list, pending: list):
+        self.records, self.event_type, self.results, self.pending = records, event_type, results, pending
+        self.envelopes: list | None = []
+        self.scan_jobs: list = []
+        self.texts: list[str] = []
 
 
 class _BatchState:
@@ -358,8 +429,6 @@ def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topi
     """The record's :class:`RecordStats`. With the envelope's ``layout`` the counts that
     depend on decisions only come precomputed; with ``deadletter_topic`` only outputs to it
     are looked at for a ``deadletter-reason`` header (the only ones that carry it)."""
-    from pipeline.pointers import mask_pointer
-
     if layout is not None:
         counts = _counter()
         dict.update(counts, layout.field_counts)
@@ -367,9 +436,22 @@ def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topi
         fields = env["fields"]
         for ptr in layout.entity_ptrs:
             for e in fields[ptr]["entities"]:
-                ents[e["type"]] += 1
-        st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter())
+                t = e["type"]
+                ents[t] = ents.get(t, 0) + 1
+        routes = [o.topic for o in outputs]
+        st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(),
+                         routes)
+        if deadletter_topic is None or deadletter_topic in routes:
+            for o in outputs:
+                if (deadletter_topic is None or o.topic == deadletter_topic) and o.headers:
+                    reason = dict(o.headers).get("deadletter-reason")
+                    if reason:
+                        st.deadletter_reason = reason.decode()
+                        break
+        return st
     else:
+        from pipeline.pointers import mask_pointer
+
         st = RecordStats()
         for ptr, f in env["fields"].items():
             st.fields[(f["category"], f["source"])] += 1

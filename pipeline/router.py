@@ -44,12 +44,14 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from operator import itemgetter
 
+import orjson
+
 from pipeline import pointers
 from pipeline.codec import encode
 from pipeline.consent import allows
 from pipeline.plans import Layout, compile_projection, project
 from pipeline.policy.model import CATEGORIES, HoldSpec, Policy
-from pipeline.records import OutputMessage
+from pipeline.records import OutputMessage, output_message
 from pipeline.topics import TopicNames
 
 _META_KEYS = ("envelope_version", "event_id", "event_type", "account_id", "policy_version",
@@ -325,6 +327,8 @@ class Router:
         event_id = str(env["event_id"]).encode()
         tail = (("privacy-policy", str(env["policy_version"]).encode()),
                 ("envelope-version", str(env["envelope_version"]).encode()))
+        assembler = _Assembler(env, c) if c.assemble is not None else None
+        event_item = None
         for topic, ptrs, k, kind, proj in plan:
             if ptrs is None:  # deletion event
                 out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
@@ -336,25 +340,41 @@ class Router:
                 if redacted is None:
                     redacted = self._redacted_compiled(env, c)
                 source = redacted
-            if kind == "carrier":
-                if proj is None:
-                    msg = self.carrier_message(env, ptrs)
+            sealed = seal is not None and topic in self._sealed
+            value = None
+            if assembler is not None and proj is not None and source is env and not hold and not sealed:
+                # the common case: bytes assembled from pre-encoded pieces (same bytes as encode(msg))
+                if kind == "carrier":
+                    value = assembler.carrier(proj)
+                    if value is not None:
+                        headers = assembler.headers(("event-id", assembler.carrier_id), proj, tail)
+                else:
+                    value = assembler.restricted(proj)
+                    if value is not None:
+                        if event_item is None:
+                            event_item = ("event-id", event_id)
+                        headers = assembler.headers(event_item, proj, tail)
+            if value is None:
+                if kind == "carrier":
+                    if proj is None:
+                        msg = self.carrier_message(env, ptrs)
+                        headers = headers_for(msg, msg["fields"])
+                    else:
+                        msg = self._carrier_compiled(env, proj)
+                        headers = _headers_compiled(str(msg["event_id"]).encode(), proj, msg["fields"], tail)
+                elif proj is None:
+                    msg = restrict(source, ptrs)
                     headers = headers_for(msg, msg["fields"])
                 else:
-                    msg = self._carrier_compiled(env, proj)
-                    headers = _headers_compiled(str(msg["event_id"]).encode(), proj, msg["fields"], tail)
-            elif proj is None:
-                msg = restrict(source, ptrs)
-                headers = headers_for(msg, msg["fields"])
-            else:
-                msg = _restrict_compiled(source, proj)
-                headers = _headers_compiled(event_id, proj, msg["fields"], tail)
-            if hold:
-                msg["legal_hold"] = hold
-                headers += (("privacy-legal-hold", hold.encode()),)
-            elif seal is not None and topic in self._sealed:
-                seal(msg)
-            out.append(OutputMessage(topic, k, encode(msg), headers))
+                    msg = _restrict_compiled(source, proj)
+                    headers = _headers_compiled(event_id, proj, msg["fields"], tail)
+                if hold:
+                    msg["legal_hold"] = hold
+                    headers += (("privacy-legal-hold", hold.encode()),)
+                elif sealed:
+                    seal(msg)
+                value = encode(msg)
+            out.append(output_message(topic, k, value, headers))
             if topic in audits:
                 sent, held, msent, mheld = audits.pop(topic)
                 out.append(self._audit_compiled(env, topic, sent, msent, mheld, key, event_id, tail))
@@ -386,8 +406,8 @@ class Router:
             "pointers_sent": msent,
             "pointers_withheld": mheld,
         }
-        return OutputMessage(self.topics.audit, key, encode(audit),
-                             (("event-id", event_id), _NO_CATEGORIES, _NO_ENTITIES) + tail)
+        return output_message(self.topics.audit, key, encode(audit),
+                              (("event-id", event_id), _NO_CATEGORIES, _NO_ENTITIES) + tail)
 
     def _redacted_compiled(self, env: dict, c: _Compiled) -> dict:
         """:meth:`redacted`, with the common no-redaction case decided from compiled markers."""
@@ -638,8 +658,8 @@ class _Proj:
     """One routed projection: its pointers, sorted categories (and their header value),
     the pointers whose entries may hold entities, and the record projection program."""
 
-    __slots__ = ("categories", "cats_header", "entity_ptrs", "full", "no_entities", "program", "ptrs",
-                 "values")
+    __slots__ = ("categories", "cats_header", "cats_item", "cats_part", "entity_key", "entity_ptrs", "full",
+                 "no_entities", "program", "ptrs", "segs", "values")
 
     def __init__(self, ptrs: list[str], index: dict[str, int], layout: Layout, cats: dict[str, str]):
         self.ptrs = ptrs
@@ -647,11 +667,16 @@ class _Proj:
         self.cats_header = ",".join(self.categories).encode()
         capable = set(layout.entity_ptrs)
         self.entity_ptrs = [p for p in ptrs if p in capable]
+        self.entity_key = tuple(self.entity_ptrs)
+        self.cats_item = ("privacy-categories", self.cats_header)
         self.no_entities = _NO_ENTITIES
         #: ``fn(fields)`` -> the entries of ``ptrs``, in order
         self.values = itemgetter(*ptrs) if len(ptrs) > 1 else (lambda f, _p=ptrs[0]: (f[_p],))
         self.full = len(ptrs) == len(index)
         self.program = compile_projection(layout.plan.shape.paths, [index[p] for p in ptrs])
+        #: for :class:`_Assembler`: ``'},"categories":[...],"routes":'``
+        self.cats_part = b'},"categories":' + orjson.dumps(self.categories) + b',"routes":'
+        self.segs = None  # filled by _Compiled.proj when the layout can be assembled
 
 
 class _Compiled:
@@ -659,10 +684,10 @@ class _Compiled:
     secrets, shape): per-category retention projections, purposes, holds, carrier and
     address candidates per direction, and where markers and direction fields stand."""
 
-    __slots__ = ("_address", "_carrier", "_projs", "anonymise", "carrier_family", "cats", "cloud",
-                 "consent_marks", "deletion_marks", "direction_paths", "holds", "index", "layout", "paths",
-                 "provisioning_marks", "provisioning_values", "purposes", "redaction_marks",
-                 "retention", "router", "secret", "stored_kinds")
+    __slots__ = ("_address", "_carrier", "_projs", "anonymise", "assemble", "assemble_dynamic", "assemble_empty",
+                 "carrier_family", "cats", "cloud", "consent_marks", "deletion_marks", "direction_paths", "holds",
+                 "index", "layout", "paths", "provisioning_marks", "provisioning_values", "purposes",
+                 "redaction_marks", "retention", "router", "secret", "stored_kinds")
 
     def __init__(self, router: Router, env: dict, layout: Layout):
         policy = router.policy
@@ -675,6 +700,20 @@ class _Compiled:
         self.paths = layout.plan.shape.paths
         self.cloud = cloud = _is_cloud(env)
         self._projs: dict[tuple, _Proj] = {}
+        #: pointer -> the encoded ``"pointer":{entry}`` of a field whose entry is the same in
+        #: every envelope of the layout, or ``None`` for one that may hold entities (encoded per
+        #: envelope); ``None`` when the layout's messages are not assembled from bytes
+        self.assemble = _static_fragments(fields, layout, self.paths)
+        #: pointer -> the encoded entry, without entities, of a field that may hold some
+        self.assemble_empty = self.assemble_dynamic = None
+        if self.assemble is not None:
+            try:
+                self.assemble_empty = _empty_fragments(layout)
+            except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a key
+                self.assemble = None
+            else:
+                #: pointer -> index among the layout's fields encoded per envelope
+                self.assemble_dynamic = {p: i for i, p in enumerate(self.assemble_empty)}
         family = env["event_type"]
         topics = router.topics
         by_cat: dict[str, list[str]] = {c: [] for c in CATEGORIES}
@@ -730,6 +769,8 @@ class _Compiled:
         p = self._projs.get(key)
         if p is None:
             p = self._projs[key] = _Proj(ptrs, self.index, self.layout, self.cats)
+            if self.assemble is not None:
+                p.segs = _segments(ptrs, self.assemble, self.assemble_dynamic)
         return p
 
     def carrier_share(self, direction: str | None):
@@ -841,3 +882,178 @@ def _headers_compiled(event_id: bytes, proj: _Proj, fields: dict, tail: tuple) -
             ents.add(e["type"])
     return (("event-id", event_id), ("privacy-categories", proj.cats_header),
             proj.no_entities if ents is None else ("privacy-entities", ",".join(sorted(ents)).encode())) + tail
+
+
+# -- messages assembled from pre-encoded pieces ------------------------------------------------
+#: Assembly is used only for records well under orjson's nesting limit (254 levels), so that
+#: a piece encodes exactly as it would inside the whole message.
+_ASSEMBLE_MAX_DEPTH = 64
+
+
+def _static_fragments(fields: dict, layout: Layout, paths) -> dict | None:
+    """``{pointer: b'"pointer":{entry}' or None}`` for :class:`_Assembler` (see
+    ``_Compiled.assemble``), or ``None`` when the layout's messages are encoded whole (deep
+    records; pointers orjson cannot encode)."""
+    if any(len(p) > _ASSEMBLE_MAX_DEPTH for p in paths):
+        return None
+    dynamic = set(layout.entity_ptrs)
+    out = {}
+    try:
+        for p, entry in fields.items():
+            out[p] = None if p in dynamic else orjson.dumps({p: entry})[1:-1]
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a key
+        return None
+    return out
+
+
+def _empty_fragments(layout: Layout) -> dict:
+    """``{pointer: b'"pointer":{entry}'}`` of the fields that may hold entities, as their
+    entry is when it holds none (what :func:`pipeline.classify._field_entry` builds for the
+    decision before any span is added)."""
+    out = {}
+    for p, d in zip(layout.plan.shape.ptrs, layout.decisions):
+        if (d.entity is not None and not d.secret) or d.scan:
+            entry = {"category": d.category, "source": d.source, "rule": d.rule, "entities": []}
+            if d.secret:
+                entry["secret"] = True
+            out[p] = orjson.dumps({p: entry})[1:-1]
+    return out
+
+
+def _segments(ptrs: list[str], static: dict, dynamic: dict) -> tuple:
+    """The fields of a projection for :meth:`_Assembler._fields`: ``(parts, pick)`` where
+    ``parts`` are runs of pre-encoded static entries (joined with commas) and ``pick(parts +
+    per-envelope fragments of the layout's dynamic fields)`` orders the pieces to join; ``pick``
+    is ``None`` when the fields are one static run. ``dynamic``: pointer -> index of the
+    fields whose entries are encoded per envelope."""
+    parts: list[bytes] = []
+    order: list = []  # ("s", index into parts) or ("d", dynamic index)
+    run: list[bytes] = []
+    for p in ptrs:
+        frag = static[p]
+        if frag is None:
+            if run:
+                order.append(("s", len(parts)))
+                parts.append(b",".join(run))
+                run = []
+            order.append(("d", dynamic[p]))
+        else:
+            run.append(frag)
+    if run:
+        order.append(("s", len(parts)))
+        parts.append(b",".join(run))
+    if not order:
+        return (b"",), None
+    if len(order) == 1 and order[0][0] == "s":
+        return tuple(parts), None
+    n = len(parts)
+    positions = [i if kind == "s" else n + i for kind, i in order]
+    if len(positions) == 1:
+        only = positions[0]
+        return tuple(parts), lambda pieces: (pieces[only],)
+    return tuple(parts), itemgetter(*positions)
+
+
+class _Assembler:
+    """One envelope's routed messages as bytes, from pieces encoded once per envelope (or
+    once per layout) and joined.
+
+    orjson writes an object as ``{`` + ``"key":value`` pairs joined by ``,`` + ``}`` (no
+    whitespace, options off), so the join equals ``orjson.dumps`` of the message dict that
+    :func:`_restrict_compiled` would build. A piece orjson refuses (a lone surrogate, an
+    integer beyond 64 bits) makes :meth:`restricted` / :meth:`carrier` return ``None``: the
+    caller then builds and encodes the message whole, with :func:`~pipeline.codec.encode`'s
+    fallback, as before.
+    """
+
+    __slots__ = ("_dyn", "_empty", "_entity_items", "_head", "_mid", "_record", "carrier_id", "env")
+
+    def __init__(self, env: dict, c: _Compiled):
+        self.env = env
+        self._empty = c.assemble_empty
+        self._head = self._mid = self._record = None
+        self._dyn: tuple | None = None  # the dynamic fields' fragments, once per envelope
+        self._entity_items: dict[tuple, tuple] = {}
+        self.carrier_id = None
+
+    def headers(self, event_item: tuple, proj: _Proj, tail: tuple) -> tuple[tuple[str, bytes], ...]:
+        """:func:`_headers_compiled` (same result); the ``privacy-entities`` header is
+        worked out once per envelope for projections with the same entity pointers."""
+        items = self._entity_items
+        key = proj.entity_key
+        ents_item = items.get(key)
+        if ents_item is None:
+            fields = self.env["fields"]
+            ents = None
+            for p in key:
+                for e in fields[p]["entities"]:
+                    if ents is None:
+                        ents = set()
+                    ents.add(e["type"])
+            ents_item = items[key] = _NO_ENTITIES if ents is None else \
+                ("privacy-entities", ",".join(sorted(ents)).encode())
+        return (event_item, proj.cats_item, ents_item) + tail
+
+    def restricted(self, proj: _Proj) -> bytes | None:
+        """``encode(_restrict_compiled(env, proj))``, or ``None`` (see class doc)."""
+        env = self.env
+        try:
+            head = self._head
+            if head is None:
+                meta = {"envelope_version": env["envelope_version"], "event_id": env["event_id"],
+                        "event_type": env["event_type"], "account_id": env["account_id"],
+                        "policy_version": env["policy_version"], "classified_at": env["classified_at"]}
+                if "source" in env:
+                    meta["source"] = env["source"]
+                head = self._head = orjson.dumps(meta)[:-1] + b',"fields":{'
+            mid = self._mid
+            if mid is None:
+                mid = self._mid = (orjson.dumps(env.get("routes", [])) + b',"schema_errors":'
+                                   + orjson.dumps(env.get("schema_errors", [])) + b',"record":')
+            return b"".join((head, self._fields(proj), proj.cats_part, mid, self._rec(proj), b"}"))
+        except TypeError:  # orjson.JSONEncodeError
+            return None
+
+    def carrier(self, proj: _Proj) -> bytes | None:
+        """``encode(Router._carrier_compiled(env, proj))``, or ``None``; sets
+        :attr:`carrier_id` (the message's ``event-id`` header value)."""
+        env = self.env
+        try:
+            event_id = env["event_id"]
+            account = env.get("account_id")
+            if account and account in str(event_id):
+                event_id = _carrier_key(env).decode()
+            self.carrier_id = str(event_id).encode()
+            meta = {"envelope_version": env["envelope_version"], "event_id": event_id,
+                    "event_type": env["event_type"],
+                    "policy_version": env["policy_version"], "classified_at": env["classified_at"]}
+            if "source" in env:
+                meta["source"] = env["source"]
+            return b"".join((orjson.dumps(meta)[:-1], b',"fields":{', self._fields(proj), proj.cats_part,
+                             orjson.dumps(env.get("routes", [])), b',"schema_errors":[],"record":',
+                             self._rec(proj), b"}"))
+        except TypeError:  # orjson.JSONEncodeError
+            return None
+
+    def _fields(self, proj: _Proj) -> bytes:
+        parts, pick = proj.segs
+        if pick is None:
+            return parts[0]
+        dyn = self._dyn
+        if dyn is None:
+            fields = self.env["fields"]
+            frags = []
+            for p, empty in self._empty.items():
+                entry = fields[p]
+                frags.append(orjson.dumps({p: entry})[1:-1] if entry["entities"] else empty)
+            dyn = self._dyn = tuple(frags)
+        return b",".join(pick(parts + dyn))
+
+    def _rec(self, proj: _Proj) -> bytes:
+        program = proj.program
+        if program is None:
+            rec = self._record
+            if rec is None:
+                rec = self._record = orjson.dumps(self.env["record"])
+            return rec
+        return orjson.dumps(project(self.env["record"], program))

@@ -76,10 +76,22 @@ class Settings(BaseSettings):
     spacy_model: str = "auto"
     #: Processes running text detection (spaCy + Presidio), each holding its own model
     #: (~330 MB): 0 = automatic (a worker starts one child per core but one, leaving a core to
-    #: the serving process: Kafka I/O, routing, anonymisation; on one core detection runs in
+    #: the serving process: Kafka I/O, decoding, routing, sealing; on one core detection runs in
     #: the serving process; offline commands use one per core), 1 = in the calling process,
     #: N = N child processes. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
     detector_processes: int = Field(0, ge=0, le=64)
+    #: Anonymise (``privacy.anonymise.v1`` -> ``privacy.anonymised.v1``) in a detector child
+    #: process, next to the NER its rescans need, when the worker has a pool of them: the work
+    #: leaves the serving process, whose one GIL also runs Kafka I/O, routing and sealing.
+    #: Off: anonymised in the serving process (rescans still go to the pool, batched).
+    #: Same output either way. Env: PRIVACY_PIPELINE_ANONYMISE_IN_DETECTOR.
+    anonymise_in_detector: bool = True
+    #: Overlap a batch's detection (NER in the detector processes) with the routing of the
+    #: previous batch in the serving process, when the worker has a pool of detector
+    #: processes. Batches are still routed, delivered and committed in order, each with the
+    #: state (keys, consents, deletions) of the batches before it. Env:
+    #: PRIVACY_PIPELINE_DETECT_IN_PARALLEL.
+    detect_in_parallel: bool = True
     #: Records per ``stream.take`` batch and the longest wait for a batch to fill (s). The
     #: wait bounds the latency added under light load; under full load batches fill at once.
     batch_size: int = Field(128, ge=1)
@@ -98,6 +110,13 @@ class Settings(BaseSettings):
     producer_idempotence: bool = False
     producer_max_request_size: int = Field(1_048_576, ge=1024)
     producer_linger_ms: int = Field(5, ge=0)
+    #: Largest producer batch per partition (bytes; aiokafka's ``max_batch_size``, at most
+    #: ``producer_max_request_size``). The producer keeps one request in flight per broker
+    #: with at most one batch per partition, so a larger batch takes a whole delivery of a
+    #: partition in fewer requests (less CPU in the worker and the broker per output than
+    #: with aiokafka's 16 KB). Keep it under the topics' ``max.message.bytes``.
+    #: Env: PRIVACY_PIPELINE_PRODUCER_BATCH_SIZE.
+    producer_batch_size: int = Field(262_144, ge=1024)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: Consumer group timing (lower in tests to speed up rebalances).
     session_timeout_s: float = Field(30.0, gt=0)

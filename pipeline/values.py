@@ -94,6 +94,12 @@ def value_kind(value, min_words: int = 3) -> tuple[str, str | None]:
     return "other", None
 
 
+def could_be_phone(value: str) -> bool:
+    """A cheap necessary condition of ``value_kind(value)[0] == "phone"`` for a string:
+    ``False`` means :func:`value_kind` would not call it a phone number."""
+    return "%" in value or _PHONE.match(value.strip()) is not None
+
+
 def _is_ip(s: str) -> bool:
     try:
         ipaddress.ip_address(s)

@@ -69,6 +69,77 @@ class SchemaChecker:
         return out
 
 
+    def for_shape(self, family: str, record: dict):
+        """A check equal to ``self(family, r)`` for every record ``r`` with ``record``'s
+        top-level keys, in its order, and its top-level value types (the classifier keeps
+        one per record layout): what depends on keys and types only is decided here, once;
+        per record only patterns, enums and delegated checks look at values. Returns
+        ``fn(record) -> list[dict]``."""
+        checks = self._checks.get(family)
+        if checks is None:
+            return _no_errors
+        program = []
+        for key, value in record.items():
+            check = checks.get(key)
+            if check is None:
+                continue
+            ptr = "/" + key.replace("~", "~0").replace("/", "~1")
+            if check.__class__ is _Simple:
+                if check.checked and (not isinstance(value, check.py_types)
+                                      or (value.__class__ is bool and not check.bool_ok)):
+                    program.append((_STATIC, key, ptr, check.type_problem))
+                    continue
+                search = check.search if isinstance(value, str) else None
+                if search is not None or check.enum is not None:
+                    program.append((_VALUE, key, ptr, (search, check.enum)))
+            else:
+                program.append((_DELEGATED, key, ptr, check))
+        return _ShapeCheck(tuple(program), self.max_errors)
+
+
+def _no_errors(_record: dict) -> list[dict]:
+    return []
+
+
+_STATIC, _VALUE, _DELEGATED = 0, 1, 2
+
+
+class _ShapeCheck:
+    """:meth:`SchemaChecker.for_shape`'s check: ``(mode, key, pointer, arg)`` per checked
+    key in record order; ``arg`` is the type problem (static), ``(search, enum)`` (value) or
+    the delegated check."""
+
+    __slots__ = ("max_errors", "program")
+
+    def __init__(self, program: tuple, max_errors: int):
+        self.program, self.max_errors = program, max_errors
+
+    def __call__(self, record: dict) -> list[dict]:
+        out: list[dict] = []
+        for mode, key, ptr, arg in self.program:
+            if mode == _STATIC:
+                out.append({"pointer": ptr, "problem": arg})
+            elif mode == _VALUE:
+                value = record[key]
+                search, enum = arg
+                if search is not None and not search(value):
+                    problem = "pattern: value does not match"
+                elif enum is not None and value not in enum:
+                    problem = "enum: value does not match"
+                else:
+                    continue
+                out.append({"pointer": ptr, "problem": problem})
+            else:
+                for eptr, problem in arg(key, record[key]):
+                    out.append({"pointer": eptr, "problem": problem})
+                    if len(out) >= self.max_errors:
+                        return out
+                continue
+            if len(out) >= self.max_errors:
+                return out
+        return out
+
+
 _SIMPLE = {"type", "pattern", "enum", "description", "title"}
 
 

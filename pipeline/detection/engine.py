@@ -22,7 +22,9 @@ between the values; a span that misses a token boundary of the text is dropped).
 cache remembers both per key: a text whose key is cached skips lingua and NER, and several
 texts of a template new to a batch wait for the first one. Every pattern and context
 recognizer always runs on the real text. So a cached result equals an uncached one, by
-construction (``tests/pipeline/test_template_cache.py``).
+construction (``tests/pipeline/test_template_cache.py``). A template learned by one
+detector can be handed to another with the same configuration (:meth:`Detector.take_learned`,
+:meth:`Detector.add_templates`): the detector pool shares its children's templates that way.
 
 Step 4 does what ``AnalyzerEngine.analyze`` does, in :meth:`Detector._analyze_chunk`,
 without its per-call overhead (spaCy tokens, lemmas and keywords only for results that
@@ -129,6 +131,25 @@ def template_key(text: str) -> tuple[str, tuple[int, ...]]:
         pos = end
     parts.append(text[pos:])
     return "".join(parts), tuple(cuts)
+
+
+def cache_key(text: str) -> tuple[str, tuple[int, ...]] | None:
+    """:func:`template_key` of ``text`` when the template cache considers it (at most
+    ``TEMPLATE_MAX_CHARS`` characters, ``TEMPLATE_MIN_WORDS`` words of 2+ letters in the
+    key), else ``None``. The detector and the pool's routing use this one rule."""
+    if len(text) > TEMPLATE_MAX_CHARS:
+        return None
+    key = template_key(text)
+    for words, _ in enumerate(_WORD.finditer(key[0]), 1):
+        if words >= TEMPLATE_MIN_WORDS:
+            return key
+    return None
+
+
+def needs_ner(config: DetectionConfig, wanted: Sequence[str]) -> bool:
+    """Whether spaCy NER runs for a request of ``wanted`` entities (only then do texts
+    get template keys)."""
+    return "ner" in config.recognizers and bool(_NER_ENTITIES.intersection(wanted))
 
 
 def _key_cuts(key: tuple[str, tuple[int, ...]]) -> tuple[int, ...]:
@@ -319,6 +340,8 @@ class Detector:
         self._templates: OrderedDict[str, _Template] = OrderedDict()
         #: Template cache counters (``hits``, ``misses``), for benchmarks and tests.
         self.template_stats = {"hits": 0, "misses": 0}
+        #: Templates learned since the last :meth:`take_learned` (``None``: not kept).
+        self._learned: list[tuple[str, str, tuple]] | None = None
 
     # -- public ---------------------------------------------------------------------------
     def analyze_batch(
@@ -332,14 +355,10 @@ class Detector:
         wanted = list(entities) if entities is not None else list(self.config.entities)
         if not texts:
             return []
-        need_ner = "ner" in self.config.recognizers and bool(_NER_ENTITIES & set(wanted))
+        need_ner = needs_ner(self.config, wanted)
         keys: list[tuple[str, tuple[int, ...]] | None] = [None] * len(texts)
         if need_ner:
-            for i, text in enumerate(texts):
-                if len(text) <= TEMPLATE_MAX_CHARS:
-                    key = template_key(text)
-                    if len(_WORD.findall(key[0])) >= TEMPLATE_MIN_WORDS:
-                        keys[i] = key
+            keys = [cache_key(text) for text in texts]
         if self.config.template_cache > 0:
             templates = self._templates
             later: list[int] = []
@@ -460,12 +479,49 @@ class Detector:
                 langs[i] = lang
         return langs
 
+    def keep_learned(self) -> None:
+        """Start keeping the templates this detector learns, for :meth:`take_learned`
+        (a detector process of :class:`~pipeline.detection.pool.PooledDetector` shares them
+        with the other processes)."""
+        if self._learned is None:
+            self._learned = []
+
+    def take_learned(self) -> list[tuple[str, str, tuple]]:
+        """The templates learned (a template cache miss each) since the last call, as
+        ``(key, language, spans)`` entries for :meth:`add_templates` of another detector
+        with the same configuration; ``[]`` unless :meth:`keep_learned` was called. At
+        most ``config.template_cache`` entries (the newest)."""
+        out = self._learned or []
+        if self._learned is not None:
+            self._learned = []
+        return out
+
+    def add_templates(self, entries) -> None:
+        """Remember templates learned by another detector with the same configuration
+        (entries of its :meth:`take_learned`), as if learned here: the language and NER
+        spans of a key are a function of the key, so results stay exactly the same. Not
+        counted as misses. No-op when the cache is off."""
+        limit = self.config.template_cache
+        if limit <= 0:
+            return
+        templates = self._templates
+        for key, lang, rel in entries:
+            templates[key] = _Template(lang, rel)
+            templates.move_to_end(key)
+        while len(templates) > limit:
+            templates.popitem(last=False)
+
     def _remember(self, key: str, lang: str, rel: tuple) -> None:
         templates = self._templates
         self.template_stats["misses"] += 1
         templates[key] = _Template(lang, rel)
         while len(templates) > self.config.template_cache:
             templates.popitem(last=False)
+        learned = self._learned
+        if learned is not None:
+            learned.append((key, lang, rel))
+            if len(learned) > self.config.template_cache:
+                del learned[0]
 
     def _docs(self, chunks: list[str], ner_flags: list[bool],
               cached: list[_Hit | None]) -> Iterator[tuple]:

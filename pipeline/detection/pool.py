@@ -3,8 +3,18 @@
 spaCy NER is the bulk of the work and holds the GIL, so one process uses one core. The
 pool starts ``processes`` children (``spawn``: no fork of a process holding threads), each
 building one :class:`~pipeline.detection.Detector` at start-up, and splits every
-``analyze_batch`` call into contiguous slices of about equal characters, one per child.
-Results come back as plain tuples and are rebuilt as :class:`EntitySpan` here, in order.
+``analyze_batch`` call into one list of texts per child, of about equal characters.
+Results come back as plain tuples and are rebuilt as :class:`EntitySpan` here, in input
+order.
+
+Template cache (A2P traffic, see :mod:`pipeline.detection.engine`): a child reports the
+templates it learned (key, language, NER spans) with its results, and the pool hands them
+to every other child with its next batch, so NER and lingua run about once per template in
+the whole pool, not once per child. Texts are routed by a cheap hint (:func:`_route_hint`,
+the first alphabetic words): all texts with a hint not seen before go to one child, so a
+template new to the pool is not analysed by two children in the same batch; the others are
+spread freely, so the children stay balanced. Results equal those of one in-process
+detector: a template's language and NER spans are a function of its key.
 
 Children count nothing: metrics are counted by the caller in the serving process
 (PITFALLS.md, process pools). A child that dies is restarted once and its slice retried;
@@ -24,9 +34,11 @@ import multiprocessing as mp
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from pipeline.detection.config import DetectionConfig
+from pipeline.detection.engine import TEMPLATE_MAX_CHARS, needs_ner
 from pipeline.detection.types import EntitySpan
 from pipeline.errors import PipelineError
 
@@ -128,6 +140,7 @@ def _child_main(conn, config_json: str, model_name: str | None) -> None:
 
         detector = Detector(DetectionConfig.model_validate_json(config_json), model_name=model_name)
         detector.warm_up()
+        detector.keep_learned()
     except BaseException as exc:  # report start-up failures (model missing) to the parent
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         conn.close()
@@ -140,16 +153,37 @@ def _child_main(conn, config_json: str, model_name: str | None) -> None:
             break
         if msg is None:
             break
-        texts, entities = msg
+        if isinstance(msg, dict):  # a task (PooledDetector.run_task)
+            try:
+                result = _run_task(msg["task"], detector, msg["payload"])
+                conn.send(("ok", result, detector.take_learned()))
+            except Exception as exc:  # the type only: a task's message may quote its data
+                conn.send(("error", type(exc).__name__))
+            except KeyboardInterrupt:
+                break
+            continue
+        texts, entities, shared = msg
         try:
+            if shared:
+                detector.add_templates(shared)
             result = detector.analyze_batch(texts, entities=entities)
             conn.send(("ok", [[(s.type, s.start, s.end, s.score, s.recognizer) for s in spans]
-                              for spans in result]))
+                              for spans in result], detector.take_learned()))
         except Exception as exc:  # the parent raises it; the child stays usable
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
         except KeyboardInterrupt:
             break
     conn.close()
+
+
+def _run_task(task: str, detector, payload):
+    """Call ``task`` (``"pipeline.<module>:<function>"``) with ``(detector, payload)``."""
+    import importlib
+
+    module, _, name = task.partition(":")
+    if not module.startswith("pipeline."):
+        raise ValueError("a task must be a function of the pipeline package")
+    return getattr(importlib.import_module(module), name)(detector, payload)
 
 
 class _Child:
@@ -188,7 +222,8 @@ class PooledDetector:
     """The :class:`~pipeline.detection.Detector` interface over ``processes`` children.
 
     ``analyze_batch(texts, *, entities=None) -> list[list[EntitySpan]]``, same results as
-    one in-process detector (each child keeps its own template cache). Calls are serialised
+    one in-process detector (the children share what their template caches learn, through
+    this process: see the module doc). Calls are serialised
     (one batch at a time uses every child). :meth:`close` stops the children; it also runs
     at interpreter exit.
     """
@@ -203,6 +238,11 @@ class PooledDetector:
         self._lock = threading.Lock()
         self._start_timeout = start_timeout
         self._children: list[_Child] = []
+        #: Routing hints (see :func:`_route_hint`) of texts routed so far (LRU, at most
+        #: ``config.template_cache``): a hint not in it marks a template no child knows yet.
+        self._hints: OrderedDict[str, None] = OrderedDict()
+        #: Per child: templates other children learned, handed over with its next batch.
+        self._pending: list[list] = [[] for _ in range(self.processes)]
         try:
             self._children = [_Child(self._ctx, self._config_json, model_name)
                               for _ in range(self.processes)]
@@ -222,18 +262,52 @@ class PooledDetector:
         if not texts:
             return []
         ents = list(entities) if entities is not None else None
-        slices = _split(texts, len(self._children))
         with self._lock:
             if not self._children:
                 raise DetectorPoolError("the detector pool is closed")
-            sent = []
-            for k, (lo, hi) in enumerate(slices):
-                sent.append(self._send(k, (texts[lo:hi], ents)))
-            out: list[list[EntitySpan]] = []
-            for k, (lo, hi) in enumerate(slices):
-                rows = self._receive(k, (texts[lo:hi], ents), sent[k])
-                out.extend([EntitySpan(*row) for row in spans] for spans in rows)
+            groups = self._route(texts, self._hints_of(texts, ents))
+            msgs = [(group, ([texts[i] for i in group], ents,
+                             self._take_pending(k) if group else []))
+                    for k, group in enumerate(groups)]
+            sent = [self._send(k, msg) if group else False
+                    for k, (group, msg) in enumerate(msgs)]
+            out: list = [None] * len(texts)
+            failed: DetectorPoolError | None = None
+            for k, (group, msg) in enumerate(msgs):
+                if not group:
+                    continue
+                try:
+                    rows, learned = self._receive(k, msg, sent[k])
+                except DetectorPoolError as exc:  # read every other reply first
+                    failed = failed or exc
+                    continue
+                for i, spans in zip(group, rows):
+                    out[i] = [EntitySpan(*row) for row in spans]
+                self._learn(k, learned)
+            if failed is not None:
+                raise failed
         return out
+
+    _task_turn = 0
+
+    def run_task(self, task: str, payload):
+        """Run ``task`` (``"pipeline.<module>:<function>"``, called as ``function(detector,
+        payload)``) in one child process, next to its detector; returns what it returns
+        (``payload`` and the result are pickled). For CPU work that needs the detector
+        (anonymisation and its rescans): it leaves the calling process, in one round trip.
+        Children take tasks in turn; calls are serialised with :meth:`analyze_batch`. A child
+        that dies is restarted and the task sent again (tasks must be idempotent). Raises
+        :class:`DetectorPoolError` (the task raised: its exception type only, or the child
+        died twice)."""
+        msg = {"task": task, "payload": payload}
+        with self._lock:
+            if not self._children:
+                raise DetectorPoolError("the detector pool is closed")
+            k = self._task_turn % len(self._children)
+            self._task_turn += 1
+            result, learned = self._receive(k, msg, self._send(k, msg))
+            self._learn(k, learned)
+        return result
 
     def child_pids(self) -> list[int]:
         """Process ids of the children (for RSS accounting)."""
@@ -262,11 +336,12 @@ class PooledDetector:
         for attempt in (0, 1):
             if sent:
                 try:
-                    status, payload = self._children[k].conn.recv()
+                    reply = self._children[k].conn.recv()
                 except (OSError, EOFError):
-                    status, payload = "died", None
+                    reply = ("died", None)
+                status, payload = reply[0], reply[1]
                 if status == "ok":
-                    return payload
+                    return payload, reply[2]
                 if status == "error":
                     raise DetectorPoolError(f"detection failed in a child process: {payload}")
             if attempt:
@@ -285,6 +360,88 @@ class PooledDetector:
         child = _Child(self._ctx, self._config_json, self._model_arg)
         self._children[k] = child
         child.wait_ready(self._start_timeout)
+        # the new child's template cache is empty: what it lacks it learns again
+
+    def _hints_of(self, texts: list[str], ents: list[str] | None) -> list[str | None]:
+        """The routing hint of each text (``None``: route freely; always when the template
+        cache or NER is off for this request)."""
+        wanted = ents if ents is not None else self.config.entities
+        if self.config.template_cache <= 0 or not needs_ner(self.config, wanted):
+            return [None] * len(texts)
+        return [_route_hint(text) for text in texts]
+
+    def _route(self, texts: list[str], hints: list[str | None]) -> list[list[int]]:
+        """Input indices per child, each list ascending; about equal characters per child
+        (all on the first child below ``_MIN_SPLIT_CHARS`` per child). All texts with a
+        routing hint not seen before go to one child (the texts of a template new to the
+        pool: its NER runs once, not once per child); the others are spread freely."""
+        n = len(texts)
+        groups: list[list[int]] = [[] for _ in self._children]
+        sizes = [len(t) + 16 for t in texts]  # per-text overhead counts too
+        parts = max(1, min(len(groups), n, sum(sizes) // _MIN_SPLIT_CHARS or 1))
+        seen = self._hints
+        new: dict[str, list[int]] = {}
+        free: list[int] = []
+        for i, hint in enumerate(hints):
+            if hint is None:
+                free.append(i)
+            elif hint in seen:
+                seen.move_to_end(hint)
+                free.append(i)
+            else:
+                new.setdefault(hint, []).append(i)
+        for hint in new:
+            seen[hint] = None
+        limit = max(self.config.template_cache, 1)
+        while len(seen) > limit:
+            seen.popitem(last=False)
+        if parts == 1:
+            groups[0] = list(range(n))
+            return groups
+        loads = [0] * parts
+        for idx in sorted(new.values(), key=len, reverse=True):
+            k = loads.index(min(loads))
+            groups[k].extend(idx)
+            loads[k] += sum(sizes[i] for i in idx)
+        for i in free:
+            k = loads.index(min(loads))
+            groups[k].append(i)
+            loads[k] += sizes[i]
+        if new:
+            for group in groups:
+                group.sort()
+        return groups
+
+    def _take_pending(self, k: int) -> list:
+        """The templates child ``k`` has not been given yet (cleared)."""
+        pending = self._pending[k]
+        if not pending:
+            return pending
+        self._pending[k] = []
+        return pending
+
+    def _learn(self, k: int, learned: list) -> None:
+        """Queue the templates child ``k`` learned for every other child (at most
+        ``config.template_cache`` per child, the newest)."""
+        if not learned:
+            return
+        limit = self.config.template_cache
+        for j, pending in enumerate(self._pending):
+            if j != k:
+                pending.extend(learned)
+                if len(pending) > limit:
+                    del pending[:len(pending) - limit]
+
+
+def _route_hint(text: str) -> str | None:
+    """A cheap stand-in for the template key, to route texts: the first four purely
+    alphabetic words of the first 80 characters (values, which hold digits, are skipped).
+    Texts of one template share it; a few templates may share one. ``None`` when there is
+    none, or for a text too long for the template cache."""
+    if len(text) > TEMPLATE_MAX_CHARS:
+        return None
+    words = [w for w in text[:80].split() if w.isalpha()]
+    return " ".join(words[:4]) if words else None
 
 
 def _stop_all(children: list[_Child]) -> None:
@@ -299,22 +456,3 @@ def _stop_all(children: list[_Child]) -> None:
         except Exception:
             pass
     children.clear()
-
-
-def _split(texts: list[str], parts: int) -> list[tuple[int, int]]:
-    """Contiguous ``(lo, hi)`` slices with about equal characters, at most ``parts``."""
-    n = len(texts)
-    sizes = [len(t) + 16 for t in texts]  # per-text overhead counts too
-    total = sum(sizes)
-    parts = max(1, min(parts, n, total // _MIN_SPLIT_CHARS or 1))
-    if parts == 1:
-        return [(0, n)]
-    out = []
-    lo, acc, target = 0, 0, total / parts
-    for i, size in enumerate(sizes):
-        acc += size
-        if acc >= target * (len(out) + 1) and len(out) < parts - 1 and i + 1 < n:
-            out.append((lo, i + 1))
-            lo = i + 1
-    out.append((lo, n))
-    return out

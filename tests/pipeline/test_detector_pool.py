@@ -9,7 +9,7 @@ import pytest
 from pipeline.benchmark import a2p_bodies, default_sms_path
 from pipeline.detection import DetectionConfig, Detector
 from pipeline.detection.engine import template_skeleton
-from pipeline.detection.pool import PooledDetector, _split
+from pipeline.detection.pool import PooledDetector
 from pipeline.samples import load_sms_bodies
 
 _FALLBACK = [
@@ -70,13 +70,3 @@ def test_template_cache_matches_uncached_analysis(detector):
 def test_template_skeleton_masks_values_and_keeps_length(text, skeleton):
     assert template_skeleton(text) == skeleton
     assert len(template_skeleton(text)) == len(text)
-
-
-@pytest.mark.parametrize("sizes, parts, expected", [
-    ([10] * 4, 2, [(0, 4)]),                       # too little text to split
-    ([1000] * 8, 2, [(0, 4), (4, 8)]),
-    ([3000, 10, 10, 3000], 2, [(0, 2), (2, 4)]),
-    ([5000], 4, [(0, 1)]),
-])
-def test_split_balances_characters(sizes, parts, expected):
-    assert _split(["x" * n for n in sizes], parts) == expected

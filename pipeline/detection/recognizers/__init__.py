@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer, PatternRecognizer
+import regex
+from presidio_analyzer import EntityRecognizer, PatternRecognizer, RecognizerResult
 
 from pipeline.detection import lexicon
 from pipeline.detection.config import DetectionConfig
@@ -77,13 +78,51 @@ def _url(language: str) -> EntityRecognizer:
             for run in _NON_SPACE_RUN.finditer(text):
                 if not _URL_HINT.search(run.group(0)):
                     continue
-                found = super().analyze(run.group(0), entities, nlp_artifacts, regex_flags)
+                found = self._analyze_run(run.group(0), regex_flags)
                 base = run.start()
                 for r in found:
                     r.start += base
                     r.end += base
                 out.extend(found)
             return out
+
+        def _analyze_run(self, run: str, regex_flags=None) -> list:
+            """``PatternRecognizer.analyze(run)``: the same steps (each pattern in order,
+            empty matches skipped, ``validate_result``/``invalidate_result``, scores at the
+            minimum dropped, ``remove_duplicates``), without its per-pattern timing, debug
+            logging and match timeout (60 s by default; a run is one chunk's non-space
+            characters at most, far below it)."""
+            flags = regex_flags if regex_flags else self.global_regex_flags
+            entity = self.supported_entities[0]
+            results = []
+            for pattern in self.patterns:
+                rx = pattern.compiled_regex
+                if not rx or pattern.compiled_with_flags != flags:
+                    pattern.compiled_with_flags = flags
+                    rx = pattern.compiled_regex = regex.compile(pattern.regex, flags=flags)
+                for match in rx.finditer(run):
+                    start, end = match.span()
+                    current = run[start:end]
+                    if current == "":
+                        continue
+                    validation = self.validate_result(current)
+                    explanation = self.build_regex_explanation(
+                        self.name, pattern.name, pattern.regex, pattern.score, validation, flags)
+                    result = RecognizerResult(
+                        entity_type=entity, start=start, end=end, score=pattern.score,
+                        analysis_explanation=explanation,
+                        recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                              RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
+                    if validation is not None:
+                        result.score = (EntityRecognizer.MAX_SCORE if validation
+                                        else EntityRecognizer.MIN_SCORE)
+                    invalid = self.invalidate_result(current)
+                    if invalid is not None and invalid:
+                        result.score = EntityRecognizer.MIN_SCORE
+                    if result.score > EntityRecognizer.MIN_SCORE:
+                        results.append(result)
+                    explanation.score = result.score
+            return EntityRecognizer.remove_duplicates(results)
 
     return _Url(supported_language=language)
 

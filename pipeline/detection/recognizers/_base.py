@@ -12,6 +12,59 @@ WORD_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?|\d+(?:[.,:/\-]\d+)*|\S")
 
 
+def phrase_alternation(phrases) -> str:
+    r"""A regex fragment (no group of its own at the top) matching what
+    ``"|".join(re.escape(p).replace(r"\ ", r"\s+") for p in parts)`` matches, ``parts``
+    the distinct lower-cased ``phrases`` longest first, and choosing the same branch: the
+    phrases as a trie (``m(?:r(?:s|)|s)`` for ``mrs|mr|ms``), so the engine reads each
+    position once instead of trying every phrase in turn.
+
+    Why the same: at one position, two phrases can both match only if one is a prefix of
+    the other (siblings in the trie begin with different lower-case characters, or a space
+    (``\s+``) and a non-space character), and then the longer is tried first in both, the
+    trie trying every continuation of a node before ending there. Raises ``ValueError`` for
+    a phrase with whitespace other than a single-space separator, or siblings that could
+    match the same character case-insensitively (the caller then keeps the plain list).
+    Empty phrases are ignored.
+    """
+    parts = sorted({p.lower() for p in phrases if p}, key=len, reverse=True)
+    root: dict = {}
+    for part in parts:
+        node = root
+        for ch in part:
+            if ch != " " and ch.isspace():
+                raise ValueError("a phrase holds whitespace other than spaces")
+            node = node.setdefault(ch, {})
+        node[None] = None  # a phrase ends here
+
+    def emit(node: dict) -> str:
+        chars = [ch for ch in node if ch is not None]
+        _check_distinct([ch for ch in chars if ch != " "])
+        branches = [(r"\s+" if ch == " " else re.escape(ch)) + emit(node[ch]) for ch in chars]
+        if None in node:
+            return "(?:" + "|".join(branches) + "|)" if branches else ""
+        if len(branches) == 1:
+            return branches[0]
+        return "(?:" + "|".join(branches) + ")"
+
+    return emit(root) if root else "(?!)"
+
+
+def _check_distinct(chars: list[str]) -> None:
+    """Raise ``ValueError`` if two of ``chars`` could match one character under
+    ``re.IGNORECASE`` (``s`` and ``ſ``, ``i`` and ``ı``): tried on their case variants."""
+    if len(chars) < 2:
+        return
+    for i, a in enumerate(chars):
+        for b in chars[i + 1:]:
+            probes = {v for c in (a, b) for v in (c, c.upper(), c.lower(), c.casefold(),
+                                                    c.title()) if len(v) == 1}
+            pa = re.compile(re.escape(a), re.IGNORECASE)
+            pb = re.compile(re.escape(b), re.IGNORECASE)
+            if any(pa.fullmatch(v) and pb.fullmatch(v) for v in probes):
+                raise ValueError("two phrase characters match one character")
+
+
 _DIGIT = re.compile(r"\d")
 _last_count: tuple[str, int] = ("", 0)
 

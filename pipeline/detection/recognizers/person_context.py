@@ -18,7 +18,12 @@ import re
 from collections.abc import Iterable
 
 from pipeline.detection.lexicon import NOT_NAME, non_name_words
-from pipeline.detection.recognizers._base import TOKEN_RE, ProjectRecognizer, text_case
+from pipeline.detection.recognizers._base import (
+    TOKEN_RE,
+    ProjectRecognizer,
+    phrase_alternation,
+    text_case,
+)
 
 _BOUNDARY = set(".,;:!?()[]{}\"«»—–-\n|/")
 _NAME_CONNECTORS = frozenset(("de", "da", "do", "dos", "das", "del", "van", "von", "der",
@@ -30,8 +35,13 @@ _CONTRACTION = re.compile(r"^[^\W\d_]+['’](?:m|s|re|ll|ve|d|t)$")
 
 
 def _alternation(phrases: Iterable[str]) -> str:
+    """The phrases as one regex alternative, longest first (a space matches any run of
+    whitespace), as a trie (:func:`phrase_alternation`: same matches, faster)."""
     parts = sorted({p.lower() for p in phrases}, key=len, reverse=True)
-    return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in parts)
+    try:
+        return phrase_alternation(parts)
+    except ValueError:
+        return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in parts)
 
 
 class PersonContextRecognizer(ProjectRecognizer):
