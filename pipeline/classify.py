@@ -33,6 +33,7 @@ from pipeline.plans import (
     LAYOUT_CACHE_SIZE,
     LRU,
     PLAN_CACHE_SIZE,
+    DATA_KEY,
     Exotic,
     Layout,
     Plan,
@@ -97,7 +98,13 @@ class SecretHasher:
 
 
 class FieldDecider:
-    """Steps 1 and 2 (rules, secrets by name, name hints), cached per normalised path."""
+    """Steps 1 and 2 (rules, secrets by name, name hints), cached per normalised path.
+
+    Paths with a key that looks like data (an email, a run of five digits: see
+    :func:`pipeline.plans.data_like_keys`; callers pass ``keep=False``) are decided every
+    time and never kept, so the cache (at most ``max_cache`` paths, cleared when full)
+    holds no phone number or email.
+    """
 
     __slots__ = ("policy", "_cache", "_account_names_strong", "_secret_names", "_hint_index", "_max_cache", "_generic",
                  "_qualifiers")
@@ -120,14 +127,20 @@ class FieldDecider:
                 self._qualifiers.setdefault(tok, q.category)
         self._max_cache = max_cache
 
-    def decide(self, family: str, cloudevents: bool, norm: tuple[str, ...]) -> Decision | None:
-        """The rule or name decision for a normalised path, or ``None`` (unknown by name)."""
+    def decide(self, family: str, cloudevents: bool, norm: tuple[str, ...],
+               keep: bool = True) -> Decision | None:
+        """The rule or name decision for a normalised path, or ``None`` (unknown by name).
+
+        ``keep=False``: the raw path has a key that looks like data; the decision is not
+        kept (normalisation can hide it: ``ann@example.com`` -> ``ann_example_com``)."""
         key = (family, cloudevents, norm)
         try:
             return self._cache[key]
         except KeyError:
             pass
         decision = self._decide(family, cloudevents, norm)
+        if not keep:  # a phone number or email used as a key: never kept
+            return decision
         if len(self._cache) >= self._max_cache:
             self._cache.clear()
         self._cache[key] = decision
@@ -430,7 +443,7 @@ class Classifier:
         decide = self.decider.decide
         items = []
         for ptr, norm, value in zip(shape.ptrs, shape.norms, vals):
-            d = decide(family, shape.cloudevents, norm)
+            d = decide(family, shape.cloudevents, norm, shape.cacheable)
             checks = 0
             if type(value) is str and (d is None or not (d.secret or d.category == "content")):
                 checks |= CHECK_CREDENTIAL
@@ -575,12 +588,13 @@ class Classifier:
             family = self.infer_family(record, event_id)
         cloudevents = _is_cloudevent(record)
         decide = self.decider.decide
+        data_key = DATA_KEY.search
         vh = self.policy.value_hints
         default_cat = self.policy.default.category
         fields: dict[str, dict] = {}
         secrets: list[str] = []
         for ptr, norm, value in pointers.walk_leaves(record):
-            decision = decide(family, cloudevents, norm)
+            decision = decide(family, cloudevents, norm, data_key(ptr) is None)
             if type(value) is str and (decision is None or not (decision.secret or decision.category == "content")) \
                     and _holds_credential(value):
                 # content (a body) is never rewritten here: it must still reach the operator

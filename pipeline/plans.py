@@ -39,7 +39,8 @@ FAMILIES_PER_SHAPE = 4
 LAYOUT_CACHE_SIZE = 4096
 
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
-_DATA_KEY = re.compile(r"@|\d{5}")
+#: A key that looks like data (an email, a run of five digits): never cached, never planned.
+DATA_KEY = re.compile(r"@|\d{5}")
 
 
 class Exotic(Exception):
@@ -148,7 +149,7 @@ def data_like_signature(sig: tuple) -> bool:
     is classified by the generic path (:class:`Exotic`), never planned, as nothing planned for
     it could be kept."""
     stack = [sig]
-    search = _DATA_KEY.search
+    search = DATA_KEY.search
     while stack:
         node = stack.pop()
         if len(node) != 2:  # (dict,): the empty object
@@ -170,7 +171,7 @@ def data_like_keys(paths) -> bool:
     """Whether any key on ``paths`` (raw key paths) looks like data (see module doc)."""
     for path in paths:
         for seg in path:
-            if type(seg) is str and _DATA_KEY.search(seg):
+            if type(seg) is str and DATA_KEY.search(seg):
                 return True
     return False
 

@@ -31,6 +31,11 @@ from pipeline.topics import TopicNames
 log = logging.getLogger("privacy_pipeline.processing")
 
 
+#: Allocations between young-generation collections once the heap is frozen (see
+#: :meth:`Processor.from_settings`).
+GC_YOUNG_THRESHOLD = 20_000
+
+
 class Processor:
     """Classifies, routes and anonymises batches of records.
 
@@ -72,7 +77,11 @@ class Processor:
         the policy: hundreds of thousands of long-lived objects) out of the cyclic garbage
         collector's sight (``gc.freeze``). Its full collections otherwise walk that heap every
         few thousand records: about 70 us per structured event, more than the classification
-        itself. Objects freed later by reference counting are still freed.
+        itself. Objects freed later by reference counting are still freed. The youngest
+        generation's threshold is raised to :data:`GC_YOUNG_THRESHOLD` allocations (CPython's
+        default 700): each record allocates a few hundred short-lived containers, almost all
+        freed by reference counting, and young collections cost about 4.5% of the structured
+        path (same-process A/B, 2026-12-01).
 
         Raises :class:`~pipeline.errors.PolicyError` or
         :class:`~pipeline.errors.ModelNotInstalledError`.
@@ -88,6 +97,8 @@ class Processor:
         if freeze_heap:
             gc.collect()
             gc.freeze()
+            threshold, *older = gc.get_threshold()
+            gc.set_threshold(max(threshold, GC_YOUNG_THRESHOLD), *older)
         return processor
 
     # -- topics --------------------------------------------------------------------------

@@ -83,3 +83,33 @@ def test_secret_names(decider, name, secret):
 def test_mask_pointer_hides_data_like_keys():
     assert pointers.mask_pointer("/x_routing/+14155550100/note") == "/x_routing/*/note"
     assert pointers.mask_pointer("/tags/ana@example.com") == "/tags/*"
+
+
+@pytest.mark.parametrize(
+    "path, kept",
+    [
+        (("to",), True),
+        (("account", "email"), True),
+        (("contacts", "+14155550100"), False),       # a phone number used as a key
+        (("by_email", "ann@example.com"), False),    # an email used as a key
+        (("balances", "447700900123", "amount"), False),
+        (("media_url",), True),
+    ],
+)
+def test_decision_cache_never_keeps_data_like_keys(path, kept):
+    """The decision cache is keyed on paths: keys that look like data are decided every time
+    and never kept in memory; the decision itself is the same either way."""
+    from pipeline.classify import ClassifyInput, Classifier
+
+    classifier = Classifier(load_policy(), None, plan_cache_size=0)  # the generic path
+    record: dict = {"event_id": "ev-1"}
+    node = record
+    for seg in path[:-1]:
+        node = node.setdefault(seg, {})
+    node[path[-1]] = "value"
+    classifier.classify_batch([ClassifyInput(record=record, family="message", raw=b"{}")])
+    norm = tuple(pointers.normalise_name(seg) for seg in path)
+    assert (("message", False, norm) in classifier.decider._cache) is kept
+    planned = Classifier(load_policy(), None)  # planned path: data-like shapes go generic
+    planned.classify_batch([ClassifyInput(record=record, family="message", raw=b"{}")])
+    assert (("message", False, norm) in planned.decider._cache) is kept
