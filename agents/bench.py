@@ -216,8 +216,13 @@ def _start_workers(n: int, bootstrap: str, workdir: Path, env: dict) -> list[Ben
 
 def run_e2e(*, events: int = 3000, sms_path=None, seed: int = 23, two_workers: bool = True,
             offline_rate: float | None = None, status=lambda msg: None) -> dict:
-    """The end-to-end measurements (see module doc); returns a dict."""
+    """The end-to-end measurements (see module doc); returns a dict. ``sms_path``: SMS
+    bodies, by default :func:`~pipeline.benchmark.default_sms_path` as in ``make bench``
+    (generated bodies only when that file is absent: they are easier, so figures differ)."""
     from pipeline.detection.pool import default_processes
+
+    if sms_path is None:
+        sms_path = default_sms_path()
 
     cores = default_processes()
     base = load_settings()
