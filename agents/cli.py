@@ -124,6 +124,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from agents.app import create_app
 
+    # Faust makes the data directory without its parents: the relative default
+    # (var/privacy-pipeline) would fail in a fresh checkout.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()  # returns when stopped (SIGTERM/SIGINT)

@@ -461,8 +461,8 @@ class Classifier:
         record = item.record
         try:
             shape, vals = self._shape(record)
-        except Exotic:
-            return self._classify_one(item, now, scan_jobs), None
+        except (Exotic, RecursionError):  # RecursionError: nesting too deep for the recursive
+            return self._classify_one(item, now, scan_jobs), None  # signature; walk is iterative
         event_id = account_id = None
         for i in shape.id_cands:
             v = vals[i]

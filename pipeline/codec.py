@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import orjson
 
@@ -80,6 +81,9 @@ def _loads(raw: bytes):
                           "a number is outside the double range (or NaN/Infinity): not valid I-JSON") from None
     except json.JSONDecodeError as exc:
         raise DecodeError("invalid_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits() (4,300 by default)
+        raise DecodeError("number_out_of_range",
+                          f"an integer has more than {sys.get_int_max_str_digits():,} digits") from None
     except RecursionError:
         raise DecodeError("too_deep", "nesting too deep for the parser") from None
 

@@ -51,6 +51,26 @@ def test_run_rejects_a_missing_input_file(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_worker_starts_in_a_fresh_directory_with_the_default_data_dir(tmp_path):
+    """The default data directory is relative (``var/privacy-pipeline``) and Faust makes it
+    without its parents: the worker command makes it, so a fresh checkout starts."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVACY_PIPELINE_")}
+    env.update(PRIVACY_PIPELINE_KAFKA_BROKER="127.0.0.1:9", PRIVACY_PIPELINE_DETECTOR_PROCESSES="1")
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--web-port", "0"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not (tmp_path / "var" / "privacy-pipeline").is_dir():
+            time.sleep(0.5)
+        assert (tmp_path / "var" / "privacy-pipeline").is_dir()
+    finally:
+        proc.kill()
+        out = proc.communicate()[0].decode("utf-8", "replace")
+    assert "FileNotFoundError" not in out
+
+
 def test_worker_without_a_broker_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.delenv("PRIVACY_PIPELINE_KAFKA_BROKER", raising=False)
     monkeypatch.delenv("KAFKA_BROKER", raising=False)

@@ -49,9 +49,37 @@ def test_big_integers_stay_exact(raw, expected):
 @pytest.mark.parametrize(
     "raw, kind",
     [(b'{"a": 1e400}', "number_out_of_range"), (b'{"sid": "SMe123", "a": NaN}', "number_out_of_range"),
-     (b'{"a": 1e400,}', "number_out_of_range"), (b'{"a": 1,}', "invalid_json"), (b"   ", "empty"), (b"\t\r\n", "empty")],
+     (b'{"a": 1e400,}', "number_out_of_range"), (b'{"a": 1,}', "invalid_json"), (b"   ", "empty"), (b"\t\r\n", "empty"),
+     # integers longer than Python converts (sys.get_int_max_str_digits, 4,300): a dead letter
+     (b'{"sid": "SMd", "n": ' + b"9" * 4400 + b"}", "number_out_of_range"),
+     (b'{"n": [-' + b"1" * 5000 + b"]}", "number_out_of_range")],
 )
 def test_errors_unchanged(raw, kind):
     with pytest.raises(DecodeError) as err:
         decode_object(raw)
     assert err.value.kind == kind
+
+
+def test_longest_convertible_integer_stays_exact():
+    import sys
+
+    digits = sys.get_int_max_str_digits()
+    value = decode_object(b'{"n": ' + b"7" * digits + b"}")["n"]
+    assert type(value) is int and value == int("7" * digits)
+
+
+@pytest.mark.parametrize("depth", [100, 480, 500, 511, 512, 600])
+@pytest.mark.parametrize("opener, closer", [(b'{"a":', b"}"), (b"[", b"]")])
+def test_nesting_up_to_the_limit_is_classified(processor, depth, opener, closer):
+    """Nesting up to :data:`MAX_DEPTH` is classified (the planner's recursive shape signature
+    gives way to the iterative generic path); deeper is a ``too_deep`` dead letter."""
+    from pipeline.codec import MAX_DEPTH
+    from pipeline.records import SourceRecord
+
+    raw = b'{"sid": "SMx", "d": ' + opener * depth + b"1" + closer * depth + b"}"
+    [result] = processor.process_batch([SourceRecord("cpaas.messages.v1", 0, 1, b"k", raw)])
+    if depth + 1 <= MAX_DEPTH:
+        assert result.outcome == "classified"
+    else:
+        assert result.outcome == "deadletter"
+        assert dict(result.outputs[0].headers)["deadletter-reason"] == b"too_deep"
