@@ -270,7 +270,8 @@ class Processor:
             outputs.extend(self._shred(account, state))
         outcome = "deletion" if deletion else "classified"
         # a new data key is produced (and awaited by the worker) before the content it seals
-        outputs = new_keys + self._fit_all(rec, outputs)
+        fit = self._fit
+        outputs = new_keys + [fit(rec, o) for o in outputs]
         stats = _stats(env, outputs, layout, self.topics.deadletter)
         flagged = self.drift.check_envelope(env, layout)
         if flagged:
@@ -293,19 +294,6 @@ class Processor:
         if state.ring is None:
             return []
         return [OutputMessage(self.topics.keys, k, None) for k in state.ring.forget(account)]
-
-    def _fit_all(self, rec: SourceRecord, outputs: list[OutputMessage]) -> list[OutputMessage]:
-        """:meth:`_fit` of each output (the size test inline; only an output over the limit
-        takes the call)."""
-        limit = self.max_bytes - 512
-        fitted = []
-        for out in outputs:
-            value, key = out.value, out.key
-            size = (len(value) if value else 0) + (len(key) if key else 0)
-            for k, v in out.headers:
-                size += len(k) + len(v)
-            fitted.append(out if size <= limit else self._fit(rec, out))
-        return fitted
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
         """Replace an output over the producer's size limit by a dead letter."""

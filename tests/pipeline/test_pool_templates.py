@@ -4,6 +4,8 @@ plain in-process analysis."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from pipeline.benchmark import a2p_bodies
@@ -52,12 +54,10 @@ def test_take_learned_is_empty_unless_kept():
     assert det.take_learned() == []
 
 
-def test_pool_shares_templates_and_matches_plain_analysis(plain):
-    texts = a2p_bodies(600, seed=17) + _MIXED * 3
-    expected = _rows(plain.analyze_batch(texts))
-    keys = {k[0] for t in texts if (k := cache_key(t)) is not None}
-    learned: list[int] = []
-    with PooledDetector(DetectionConfig(template_cache=512), processes=2) as pool:
+@contextlib.contextmanager
+def _counting_pool(template_cache: int, learned: list[int]):
+    """A two-process pool whose templates learned per child reply are appended to ``learned``."""
+    with PooledDetector(DetectionConfig(template_cache=template_cache), processes=2) as pool:
         learn = pool._learn
 
         def counting(k, entries):
@@ -65,6 +65,15 @@ def test_pool_shares_templates_and_matches_plain_analysis(plain):
             return learn(k, entries)
 
         pool._learn = counting
+        yield pool
+
+
+def test_pool_shares_templates_and_matches_plain_analysis(plain):
+    texts = a2p_bodies(600, seed=17) + _MIXED * 3
+    expected = _rows(plain.analyze_batch(texts))
+    keys = {k[0] for t in texts if (k := cache_key(t)) is not None}
+    learned: list[int] = []
+    with _counting_pool(512, learned) as pool:
         got = []
         for i in range(0, len(texts), 96):
             got.extend(_rows(pool.analyze_batch(texts[i:i + 96])))
@@ -150,14 +159,7 @@ def test_a_child_left_out_of_a_batch_still_gets_the_templates(plain):
     texts = a2p_bodies(200, seed=23)
     keys = {k[0] for t in texts if (k := cache_key(t)) is not None}
     learned: list[int] = []
-    with PooledDetector(DetectionConfig(template_cache=256), processes=2) as pool:
-        learn = pool._learn
-
-        def counting(k, entries):
-            learned.append(len(entries))
-            return learn(k, entries)
-
-        pool._learn = counting
+    with _counting_pool(256, learned) as pool:
         small = [pool.analyze_batch([t]) for t in texts[:30]]  # one child each time
         big = pool.analyze_batch(texts)
     assert [row for b in small for row in _rows(b)] == _rows(plain.analyze_batch(texts[:30]))
