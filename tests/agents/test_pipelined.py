@@ -151,12 +151,16 @@ def test_a_batch_outliving_the_grace_period_stays_uncommitted():
     assert not any(ev.message.safe for ev in batches[0])
 
 
-def test_worker_detector_default_leaves_a_core_to_the_serving_process(monkeypatch):
+@pytest.mark.parametrize("cores, children", [(1, 0), (2, 2), (3, 3), (8, 8)])
+def test_worker_detector_default_is_one_child_per_core(cores, children):
     from pipeline.detection import pool
 
-    assert pool.worker_processes(1) == 0
-    assert pool.worker_processes(2) == 1
-    assert pool.worker_processes(8) == 7
+    assert pool.worker_processes(cores) == children
+
+
+def test_worker_detector_default_builds(monkeypatch):
+    from pipeline.detection import pool
+
 
     built = []
 
@@ -173,12 +177,12 @@ def test_worker_detector_default_leaves_a_core_to_the_serving_process(monkeypatc
     monkeypatch.setattr(pool, "PooledDetector", FakePool)
     monkeypatch.setattr(engine, "Detector", FakeDetector)
     monkeypatch.setattr(pool, "default_processes", lambda: 2)
-    pool.build_worker_detector(None, processes=0)  # automatic on 2 cores: one child
+    pool.build_worker_detector(None, processes=0)  # automatic on 2 cores: two children
     pool.build_worker_detector(None, processes=1)  # explicit 1: in the serving process
     pool.build_worker_detector(None, processes=3)
     monkeypatch.setattr(pool, "default_processes", lambda: 1)
     pool.build_worker_detector(None, processes=0)  # one core: in the serving process
-    assert built == [("pool", 1), ("in-process", None), ("pool", 3), ("in-process", None)]
+    assert built == [("pool", 2), ("in-process", None), ("pool", 3), ("in-process", None)]
 
 
 def test_the_consumer_waits_at_most_fetch_max_wait_ms():
@@ -206,14 +210,14 @@ def test_the_worker_default_follows_the_container_cpu_limit(monkeypatch):
     monkeypatch.setattr(pool, "open", fake_open, raising=False)
     monkeypatch.setattr(pool, "default_processes", lambda: 16)
     assert pool.cgroup_cpu_limit() == 2
-    assert pool.worker_processes() == 1  # a 2-CPU pod on a 16-core node: one child
+    assert pool.worker_processes() == 2  # a 2-CPU pod on a 16-core node: two children
     files["/sys/fs/cgroup/cpu.max"] = "150000 100000\n"
     assert pool.cgroup_cpu_limit() == 2  # 1.5 CPUs rounds up
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
     assert pool.cgroup_cpu_limit() is None
-    assert pool.worker_processes() == 15
+    assert pool.worker_processes() == 16
     del files["/sys/fs/cgroup/cpu.max"]
     files["/sys/fs/cgroup/cpu/cpu.cfs_quota_us"] = "400000\n"
     files["/sys/fs/cgroup/cpu/cpu.cfs_period_us"] = "100000\n"
     assert pool.cgroup_cpu_limit() == 4
-    assert pool.worker_processes() == 3
+    assert pool.worker_processes() == 4

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import time
 
 import pytest
 
@@ -70,3 +73,65 @@ def test_template_cache_matches_uncached_analysis(detector):
 def test_template_skeleton_masks_values_and_keeps_length(text, skeleton):
     assert template_skeleton(text) == skeleton
     assert len(template_skeleton(text)) == len(text)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rpartition(")")[2].split()[1])
+
+
+def _pss_and_rss(pid: int) -> tuple[int, int]:
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            fields[key] = rest
+    return int(fields["Pss"].split()[0]), int(fields["Rss"].split()[0])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
+def test_shared_pool_forks_children_that_share_the_models(detector, sms_texts):
+    """The first child forks the others once warm: same spans as in-process analysis, each
+    fork's proportional share of memory is well under its resident set (the model pages are
+    shared), a killed fork is replaced by a separately spawned child, and closing the pool
+    leaves no process behind."""
+    expected = detector.analyze_batch(sms_texts)
+    with PooledDetector(DetectionConfig(template_cache=0), processes=3) as pool:
+        first, *forks = pool.child_pids()
+        assert pool.shared_children == 2
+        assert [_ppid(pid) for pid in forks] == [first, first]
+        got = []
+        for i in range(0, len(sms_texts), 64):
+            got.extend(pool.analyze_batch(sms_texts[i:i + 64]))
+        assert got == expected
+        for pid in forks:
+            pss, rss = _pss_and_rss(pid)
+            assert pss < 0.7 * rss, (pss, rss)
+        os.kill(forks[0], signal.SIGKILL)
+        again = []
+        for i in range(0, len(sms_texts), 64):
+            again.extend(pool.analyze_batch(sms_texts[i:i + 64]))
+        assert again == expected
+        replaced = pool.child_pids()[1]
+        assert replaced != forks[0] and _ppid(replaced) == os.getpid()
+        pids = pool.child_pids()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and
+                                              _state(p) != "Z" for p in pids):
+        time.sleep(0.05)
+    assert [p for p in pids if os.path.exists(f"/proc/{p}") and _state(p) != "Z"] == []
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_unshared_pool_spawns_every_child(detector, sms_texts):
+    with PooledDetector(DetectionConfig(template_cache=0), processes=2, share_models=False) as pool:
+        assert pool.shared_children == 0
+        assert [_ppid(pid) for pid in pool.child_pids()] == [os.getpid()] * 2
+        assert pool.analyze_batch(sms_texts[:40]) == detector.analyze_batch(sms_texts[:40])
