@@ -34,6 +34,7 @@ need context enhancement; no deep copies).
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,8 @@ from pipeline.detection.config import DetectionConfig
 from pipeline.detection.language import LanguageDetector
 from pipeline.detection.offline import make_email_validation_offline, resolve_model_name
 from pipeline.detection.types import EntitySpan
+
+log = logging.getLogger("privacy_pipeline.detection")
 
 #: spaCy labels -> Presidio entity types (everything else is ignored).
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
@@ -287,7 +290,6 @@ class Detector:
     """
 
     def __init__(self, config: DetectionConfig | None = None, *, model_name: str | None = "auto"):
-        import spacy
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
@@ -298,12 +300,11 @@ class Detector:
         cfg = self.config
         make_email_validation_offline()
         self.model_name = resolve_model_name(model_name)
-        # The small English model's NER has its own tok2vec: the rest is not needed.
-        nlp = spacy.load(self.model_name, exclude=list(_NON_NER_PIPES))
-        if "ner" not in nlp.pipe_names:
-            nlp = spacy.load(self.model_name)
-        nlp.max_length = cfg.chunk_chars + 1_000
-        self._nlp = nlp
+        self._nlp = self._load_model()
+        #: lexemes in the vocabulary after loading (see ``config.vocab_limit``)
+        self._vocab_base = len(self._nlp.vocab)
+        #: times the model was reloaded to drop the lexemes it had learned
+        self.model_reloads = 0
         self._languages = LanguageDetector(cfg.languages, default=cfg.default_language)
 
         keep: set[str] = set()
@@ -355,6 +356,9 @@ class Detector:
         wanted = list(entities) if entities is not None else list(self.config.entities)
         if not texts:
             return []
+        limit = self.config.vocab_limit
+        if limit and len(self._nlp.vocab) - self._vocab_base > limit:
+            self._reload_model()
         need_ner = needs_ner(self.config, wanted)
         keys: list[tuple[str, tuple[int, ...]] | None] = [None] * len(texts)
         if need_ner:
@@ -445,6 +449,28 @@ class Detector:
         self.template_stats.update(hits=0, misses=0)
 
     # -- internals ------------------------------------------------------------------------
+    def _load_model(self):
+        """spaCy's pipeline for ``model_name``: NER only (the small English model's NER has
+        its own tok2vec), the whole pipeline when it has no separate NER."""
+        import spacy
+
+        nlp = spacy.load(self.model_name, exclude=list(_NON_NER_PIPES))
+        if "ner" not in nlp.pipe_names:
+            nlp = spacy.load(self.model_name)
+        nlp.max_length = self.config.chunk_chars + 1_000
+        return nlp
+
+    def _reload_model(self) -> None:
+        """Load the model again, dropping the lexemes the vocabulary gained since it was
+        loaded (``config.vocab_limit``). Template-cache entries hold offsets, not docs, so
+        they stay valid."""
+        grown = len(self._nlp.vocab) - self._vocab_base
+        self._nlp = self._load_model()
+        self._vocab_base = len(self._nlp.vocab)
+        self.model_reloads += 1
+        log.info("spaCy vocabulary grew by %d lexemes: model reloaded (%d reloads)",
+                 grown, self.model_reloads)
+
     def _chunks(self, text: str) -> Iterator[tuple[int, str]]:
         step = self.config.chunk_chars
         n = len(text)
