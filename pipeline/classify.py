@@ -107,11 +107,13 @@ class FieldDecider:
     """
 
     __slots__ = ("policy", "_cache", "_account_names_strong", "_secret_names", "_hint_index", "_max_cache", "_generic",
-                 "_qualifiers")
+                 "_qualifiers", "_rule_indexes")
 
     def __init__(self, policy: Policy, max_cache: int = 200_000):
         self.policy = policy
         self._cache: dict[tuple, Decision | None] = {}
+        #: the ids of a rule list's rules -> its :class:`_RuleIndex` (built on first use)
+        self._rule_indexes: dict[tuple, _RuleIndex] = {}
         self._secret_names = frozenset(policy.secrets.names)
         #: names that are account data wherever they stand (notice N-account: names, contact
         #: information, billing address), even below a usage rule's subtree
@@ -152,7 +154,7 @@ class FieldDecider:
             if norm and norm[0] == "data":
                 norm = norm[1:]
             else:
-                rule = _first_rule(policy.cloudevents_rules, norm)
+                rule = self._first_rule(policy.cloudevents_rules, norm)
                 if rule is not None:
                     return _rule_decision(rule)
         name = _last_key(norm)
@@ -160,9 +162,9 @@ class FieldDecider:
         if any(seg != "#" and self.is_secret_name(seg) for seg in norm):
             return Decision("account", "rule", "secrets", secret=True)
         fam = policy.families.get(family)
-        rule = _first_rule(fam.rules, norm) if fam is not None else None
+        rule = self._first_rule(fam.rules, norm) if fam is not None else None
         if rule is None:
-            rule = _first_rule(policy.common_rules, norm)
+            rule = self._first_rule(policy.common_rules, norm)
         if rule is not None:
             decision = _rule_decision(rule)
             if (decision.category != "account" and name in self._account_names_strong
@@ -172,6 +174,17 @@ class FieldDecider:
                 return Decision("account", "name", "name:account")
             return decision
         return self.hint(norm)
+
+    def _first_rule(self, rules: Sequence[FieldRule], norm: tuple[str, ...]) -> FieldRule | None:
+        """:func:`_first_rule` through the list's :class:`_RuleIndex` (same result; paths
+        with a data-like key are decided every time, so this is their hot path)."""
+        key = tuple(map(id, rules))
+        index = self._rule_indexes.get(key)
+        if index is None:
+            if len(self._rule_indexes) >= 64:  # rule lists changed in place, again and again
+                self._rule_indexes.clear()
+            index = self._rule_indexes[key] = _RuleIndex(rules)
+        return index.first(norm)
 
     def is_secret_name(self, name: str) -> bool:
         """A normalised key naming a credential: listed whole, or by its last token or its
@@ -262,6 +275,37 @@ def _first_rule(rules: Sequence[FieldRule], norm: tuple[str, ...]) -> FieldRule 
             if pointers.glob_match(pattern, norm):
                 return rule
     return None
+
+
+class _RuleIndex:
+    """A rule list's patterns by their last segment, for :meth:`first`.
+
+    A pattern ending in a name (``/**/status``) matches only paths ending in that name, so
+    for a path only the patterns ending in its last segment or in a wildcard (``*``,
+    ``**``) are tried, in the list's order: the same rule as :func:`_first_rule`. Holds
+    names from the policy only, never a path's (which may look like data)."""
+
+    __slots__ = ("_by_last", "_rules", "_wild")
+
+    def __init__(self, rules: Sequence[FieldRule]):
+        self._rules = tuple(rules)  # keeps the ids the index is looked up by alive
+        entries = [(rule, pattern) for rule in self._rules for pattern in rule.compiled]
+        self._wild = tuple(e for e in entries if _ends_wild(e[1]))
+        names = {pattern[-1] for _rule, pattern in entries if not _ends_wild(pattern)}
+        self._by_last = {name: tuple(e for e in entries if _ends_wild(e[1]) or e[1][-1] == name)
+                         for name in names}
+
+    def first(self, norm: tuple[str, ...]) -> FieldRule | None:
+        """The first rule with a pattern matching ``norm``, or ``None``."""
+        candidates = self._by_last.get(norm[-1], self._wild) if norm else self._wild
+        for rule, pattern in candidates:
+            if pointers.glob_match(pattern, norm):
+                return rule
+        return None
+
+
+def _ends_wild(pattern: tuple[str, ...]) -> bool:
+    return not pattern or pattern[-1] in ("*", "**")
 
 
 def _rule_decision(rule: FieldRule) -> Decision:
@@ -499,6 +543,11 @@ class Classifier:
             fields = {p: t.copy() for p, t in plan.base_templates}
             for entry in fields.values():
                 entry["entities"] = []
+            for i, ptr, ent, find in plan.declared:
+                span = find(vals[i])
+                if span is not None:
+                    fields[ptr]["entities"].append({"type": ent, "start": span[0], "end": span[1],
+                                                    "score": 1.0, "recognizer": "rule"})
             for i, ptr, base, checks in plan.dynamic:
                 value = vals[i]
                 d = base

@@ -27,6 +27,8 @@ import re
 from collections import OrderedDict
 from operator import itemgetter
 
+from pipeline.values import span_finder
+
 #: Record shapes kept by a classifier (LRU; each holds the plans of at most
 #: :data:`FAMILIES_PER_SHAPE` families, a few kB each).
 PLAN_CACHE_SIZE = 1024
@@ -214,15 +216,18 @@ class Plan:
     set of :data:`CHECK_CREDENTIAL`, :data:`CHECK_VALUE`, :data:`CHECK_STRONG`;
     ``base_entries``: per leaf ``(pointer, category, source, rule)`` of its decision (``None``
     when the value decides); ``base_templates``: ``(pointer, entry)`` of the same, entries
-    with ``entities`` still to set (copied per record); ``dynamic``: ``(leaf index, pointer,
-    decision, checks)`` of the
-    leaves whose entry needs more than the base (a value check other than the credential
-    one, a declared entity, a scan, a secret); ``credential_values``: ``fn(values)`` -> the
+    with ``entities`` still to set (copied per record); ``declared``: ``(leaf index,
+    pointer, entity, span finder)`` of the leaves whose entry is the base plus the span of
+    the entity their rule or name declares (:func:`pipeline.values.span_finder`);
+    ``dynamic``: ``(leaf index, pointer, decision, checks)`` of the other leaves whose entry
+    needs more than the base (a value check other than the credential one, no decision, a
+    scan, a secret); ``credential_values``: ``fn(values)`` -> the
     string values that may hold a credential (``None`` when none). Its layouts are kept by
     the classifier, keyed by ``(plan, overrides)``.
     """
 
-    __slots__ = ("base_entries", "base_templates", "credential_values", "dynamic", "family", "items", "shape")
+    __slots__ = ("base_entries", "base_templates", "credential_values", "declared", "dynamic", "family", "items",
+                 "shape")
 
     def __init__(self, shape: Shape, family: str, items: tuple):
         from operator import itemgetter
@@ -234,8 +239,14 @@ class Plan:
         #: be set (copied per record, never handed out)
         self.base_templates = tuple((p, {"category": c, "source": s, "rule": r, "entities": None})
                                     for p, c, s, r in self.base_entries)
-        self.dynamic = tuple((i, p, d, c & ~CHECK_CREDENTIAL) for i, (p, d, c) in enumerate(items)
-                             if c & ~CHECK_CREDENTIAL or d is None or d.secret or d.entity is not None or d.scan)
+        declared, dynamic = [], []
+        for i, (p, d, c) in enumerate(items):
+            checks = c & ~CHECK_CREDENTIAL
+            if checks or d is None or d.secret or d.scan:
+                dynamic.append((i, p, d, checks))
+            elif d.entity is not None:
+                declared.append((i, p, d.entity, span_finder(d.entity)))
+        self.declared, self.dynamic = tuple(declared), tuple(dynamic)
         cred = [i for i, (_p, _d, c) in enumerate(items) if c & CHECK_CREDENTIAL]
         if not cred:
             self.credential_values = None

@@ -270,23 +270,28 @@ class Router:
         account = env.get("account_id")
         key = account.encode() if account else input_key
         family = env["event_type"]
-        # (topic, pointers or None, key, kind, projection or None)
+        # (topic, pointers or None, key, kind, projection or None, legal hold name or None,
+        # whether redaction applies: the route stores the record)
         plan: list[tuple] = []
         deletion = family == "account" and bool(_marked_at(record, c.deletion_marks, self._deletion_values))
+        stored = c.stored_kinds
         if deletion:
-            plan.append((topics.deletions, None, key, "deletion", None))
+            plan.append((topics.deletions, None, key, "deletion", None, None, False))
         elif not deleted:
+            retained = "retention" in stored
             for topic, proj in c.retention:
-                plan.append((topic, proj.ptrs, key, "retention", proj))
+                plan.append((topic, proj.ptrs, key, "retention", proj, None, retained))
             if account:
                 for spec, proj in c.purposes:
                     if allows(consents, spec.consent):
-                        plan.append((self.purpose_topics[spec.name], proj.ptrs, key, "purpose", proj))
+                        plan.append((self.purpose_topics[spec.name], proj.ptrs, key, "purpose", proj, None,
+                                     retained))
         holds = {} if deletion else c.holds
         for name, proj in holds.items():
-            plan.append((topics.legal_hold, proj.ptrs, key, "hold:" + name, proj))
+            plan.append((topics.legal_hold, proj.ptrs, key, "hold:" + name, proj, name, "retention" in stored))
         if c.anonymise is not None:
-            plan.append((topics.anonymise, c.anonymise.ptrs, key, "anonymise", c.anonymise))
+            plan.append((topics.anonymise, c.anonymise.ptrs, key, "anonymise", c.anonymise, None,
+                         "anonymise" in stored))
         shared: list[tuple] = []  # (route, sent, withheld, masked sent, masked withheld)
         if c.carrier_family:
             direction = None
@@ -302,7 +307,7 @@ class Router:
             if share is not None:
                 sent, withheld, proj, msent, mheld = c.holding_account(share, record, account)
                 if sent:
-                    plan.append((topics.carrier, sent, _carrier_key(env), "carrier", proj))
+                    plan.append((topics.carrier, sent, _carrier_key(env), "carrier", proj, None, "carrier" in stored))
                     shared.append((topics.carrier, sent, withheld, msent, mheld))
         spec = self.policy.routes.carrier_address
         if spec is not None and family in spec.families and not deletion \
@@ -310,7 +315,8 @@ class Router:
             share = c.address_share()
             addr_ptrs, addr_withheld, proj, msent, mheld = c.holding_account(share, record, account)
             if addr_ptrs:
-                plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier", proj))
+                plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier", proj, None,
+                             "carrier" in stored))
             shared.append((topics.carrier_address, addr_ptrs, addr_withheld, msent, mheld))
         audited = shared or (deleted and holds) or (deletion and self._holds)
         routes = [p[0] for p in plan]
@@ -321,26 +327,24 @@ class Router:
         env["routes"] = list(dict.fromkeys(routes))
 
         redacted = None
-        stored_kinds = c.stored_kinds
         out: list[OutputMessage] = []
         audits = {s[0]: s[1:] for s in shared}
         event_id = str(env["event_id"]).encode()
         tail = (("privacy-policy", str(env["policy_version"]).encode()),
                 ("envelope-version", str(env["envelope_version"]).encode()))
         assembler = _Assembler(env, c) if c.assemble is not None else None
-        event_item = None
-        for topic, ptrs, k, kind, proj in plan:
+        event_item = ("event-id", event_id)
+        sealed_topics = self._sealed if seal is not None else ()
+        for topic, ptrs, k, kind, proj, hold, redactable in plan:
             if ptrs is None:  # deletion event
                 out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
                 continue
             source = env
-            hold = kind[5:] if kind.startswith("hold:") else None
-            stored = "retention" if kind in ("purpose", "retention") or hold else kind
-            if stored in stored_kinds:
+            if redactable:
                 if redacted is None:
                     redacted = self._redacted_compiled(env, c)
                 source = redacted
-            sealed = seal is not None and topic in self._sealed
+            sealed = topic in sealed_topics
             value = None
             if assembler is not None and proj is not None and source is env and not hold and not sealed:
                 # the common case: bytes assembled from pre-encoded pieces (same bytes as encode(msg))
@@ -351,8 +355,6 @@ class Router:
                 else:
                     value = assembler.restricted(proj)
                     if value is not None:
-                        if event_item is None:
-                            event_item = ("event-id", event_id)
                         headers = assembler.headers(event_item, proj, tail)
             if value is None:
                 if kind == "carrier":

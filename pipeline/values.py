@@ -144,3 +144,36 @@ def declared_span(entity: str, value) -> tuple[int, int] | None:
     if any(c.isalpha() for c in value):
         return 0, len(value)
     return None
+
+
+#: Entities :func:`declared_span` has a particular test for.
+_SPAN_TESTED = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "IP_ADDRESS", "URL"})
+_SPAN_FINDERS: dict = {}
+
+
+def span_finder(entity: str):
+    """``fn(value)``, the same as ``declared_span(entity, value)``, with its commonest cases
+    decided first (no value; a phone number in an ASCII string; a letter in a string for the
+    entities without a test of their own). One function per entity, kept."""
+    find = _SPAN_FINDERS.get(entity)
+    if find is None:
+        find = _SPAN_FINDERS[entity] = _make_span_finder(entity)
+    return find
+
+
+def _make_span_finder(entity: str):
+    if entity == "PHONE_NUMBER":
+        def find(value, _search=_PHONE_SPAN.search):
+            if value.__class__ is str and value.isascii():  # a blank string has no digit
+                m = _search(value)
+                return None if m is None else m.span()
+            return None if value is None else declared_span(entity, value)
+    elif entity in _SPAN_TESTED:
+        def find(value):
+            return None if value is None else declared_span(entity, value)
+    else:
+        def find(value):
+            if value.__class__ is str:  # a blank string has no letter
+                return (0, len(value)) if any(map(str.isalpha, value)) else None
+            return None if value is None else declared_span(entity, value)
+    return find
