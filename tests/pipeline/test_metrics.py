@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.metrics import PipelineMetrics
@@ -44,6 +45,38 @@ def test_observe_counts_every_design_metric():
     assert s[("privacy_batch_size_sum", ())] == 3
     m.set_lag("cpaas.messages.v1", 2, 40)
     assert _samples(m)[("privacy_consumer_lag", (("partition", "2"), ("topic", "cpaas.messages.v1")))] == 40
+
+
+@pytest.mark.parametrize("copies", [1, 2, 7, 128])
+def test_observe_sums_a_batch_per_series(copies):
+    """A batch's counts are summed before they reach the counters: the totals are those of
+    counting record by record, over two batches too."""
+    m = PipelineMetrics()
+    stats = RecordStats(fields=Counter({("content", "rule"): 1, ("usage", "name"): 2}),
+                        entities=Counter({"PHONE_NUMBER": 3, "PERSON": 1}), unknown_fields=2,
+                        drift=Counter({"message.status": 1}),
+                        routes=["privacy.retention.content.v1", "privacy.anonymise.v1"])
+    ok = ProcessResult(SRC, [], "classified", "message", "SM1", "AC1", stats)
+    call = ProcessResult(SRC, [], "classified", "call", "CA1", "AC1", RecordStats(
+        fields=Counter({("usage", "rule"): 4}), routes=["privacy.retention.usage.v1"]))
+    dead = ProcessResult(SRC, [OutputMessage("privacy.deadletter.v1", None, b"{}")], "deadletter",
+                         stats=RecordStats(deadletter_reason="invalid_json", routes=["privacy.deadletter.v1"]))
+    batch = [ok, call, dead] * copies
+    m.observe(batch, 0.1)
+    m.observe(batch, 0.1)
+    n = 2 * copies
+    s = _samples(m)
+    assert s[("privacy_events_total", (("event_type", "message"), ("route", "privacy.anonymise.v1")))] == n
+    assert s[("privacy_events_total", (("event_type", "call"), ("route", "privacy.retention.usage.v1")))] == n
+    assert s[("privacy_fields_total", (("category", "usage"), ("event_type", "message"), ("source", "name")))] == 2 * n
+    assert s[("privacy_fields_total", (("category", "usage"), ("event_type", "call"), ("source", "rule")))] == 4 * n
+    assert s[("privacy_entities_total", (("entity_type", "PHONE_NUMBER"),))] == 3 * n
+    assert s[("privacy_entities_total", (("entity_type", "PERSON"),))] == n
+    assert s[("privacy_deadletter_total", (("reason", "invalid_json"),))] == n
+    assert s[("privacy_unknown_fields_total", (("event_type", "message"),))] == 2 * n
+    assert s[("privacy_drift_total", (("event_type", "message"), ("rule", "message.status")))] == n
+    assert s[("privacy_outcomes_total", (("outcome", "classified"),))] == 2 * n
+    assert s[("privacy_batch_size_sum", ())] == 3 * n
 
 
 def test_anonymise_stage_counts_routes_only():
