@@ -174,8 +174,8 @@ def _child_main(conn, config_json: str, model_name: str | None, siblings: Sequen
 def _fork_siblings(conn, siblings: list, detector):
     """Fork one process per end in ``siblings`` (which must be this process's only thread);
     returns the end this process then serves: ``conn`` in the original, the sibling's own end
-    in each fork. A sibling that cannot be forked reports ``nofork`` on its end (the parent
-    then starts a separate child for it)."""
+    in each fork. A sibling that cannot be forked (another thread is running, or ``fork``
+    fails) reports ``nofork`` on its end; the parent then starts a separate child for it."""
     import gc
     import signal
 
@@ -189,7 +189,12 @@ def _fork_siblings(conn, siblings: list, detector):
     gc.collect()
     gc.freeze()  # the collector leaves the shared heap's pages alone
     for k, own in enumerate(siblings):
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: a separate child instead
+            own.send(("nofork", type(exc).__name__, None))
+            own.close()
+            continue
         if pid == 0:
             code = 0
             try:

@@ -135,3 +135,36 @@ def test_unshared_pool_spawns_every_child(detector, sms_texts):
         assert pool.shared_children == 0
         assert [_ppid(pid) for pid in pool.child_pids()] == [os.getpid()] * 2
         assert pool.analyze_batch(sms_texts[:40]) == detector.analyze_batch(sms_texts[:40])
+
+
+_FORK_FAILS = r'''
+import errno, os, sys
+from pipeline.detection import pool
+
+class End:
+    def __init__(self): self.sent, self.closed = [], False
+    def send(self, msg): self.sent.append(msg)
+    def close(self): self.closed = True
+
+def fail(): raise OSError(getattr(errno, sys.argv[1]), "fork failed")
+os.fork = fail
+own, siblings = End(), [End(), End()]
+kept = pool._fork_siblings(own, siblings, detector=None)
+print(kept is own, own.sent, [(s.sent, s.closed) for s in siblings])
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+@pytest.mark.parametrize("errno_name, error", [("EAGAIN", "BlockingIOError"), ("ENOMEM", "OSError")])
+def test_a_failed_fork_asks_the_parent_for_a_separate_child(errno_name, error):
+    """``os.fork`` failing in the first child (EAGAIN) reports ``nofork`` on every sibling's
+    end instead of ending the pool's start-up (run in a fresh process: it sets SIGCHLD and
+    freezes the collector)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", _FORK_FAILS, errno_name], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == (f"True [] [([('nofork', '{error}', None)], True), "
+                                  f"([('nofork', '{error}', None)], True)]")
