@@ -12,8 +12,9 @@ like on a shared machine:
 - baselines: stock Presidio ``BatchAnalyzerEngine.analyze_dict`` over whole records (a
   sample) and ``analyze_iterator`` (batch 64) over the text fields only (all events), both on
   a stock ``AnalyzerEngine`` with the same spaCy model, tldextract offline;
-- ours: ``Processor.process_batch`` in batches of ``settings.batch_size`` with the default
-  detector (one process per core) and with an in-process detector (one core);
+- ours: ``Processor.process_batches`` (the offline ``classify`` path) in batches of
+  ``settings.batch_size`` with the default detector (one process per core; a batch's detection
+  overlaps the routing of the one before) and with an in-process detector (one core);
 - the NER limit: spaCy's NER alone (``nlp.pipe``, other pipes excluded) over the same texts;
 - structured-only events (20,000 distinct call logs without text and account events, none
   repeated, :func:`structured_stream`) on one core;
@@ -297,10 +298,13 @@ def _best_rate(count: int, fn: Callable[[], object], repeat: int) -> tuple[float
 
 def classify_rate(processor, records: Sequence[SourceRecord], *, batch_size: int = 128,
                   repeat: int = 1) -> dict:
-    """Events/s of ``processor.process_batch`` over ``records`` in batches."""
+    """Events/s of :meth:`~pipeline.processing.Processor.process_batches` over ``records`` in
+    batches of ``batch_size`` (the offline ``classify`` path: with a detector pool, a batch's
+    detection overlaps the routing of the one before, as in the worker)."""
     def run():
-        for i in range(0, len(records), batch_size):
-            processor.process_batch(records[i:i + batch_size])
+        for _ in processor.process_batches((records[i:i + batch_size], None)
+                                           for i in range(0, len(records), batch_size)):
+            pass
 
     processor.process_batch(records[:8])  # warm caches of record shapes and the detector
     rate, secs = _best_rate(len(records), run, repeat)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from pipeline.adapters import adapt_line
@@ -22,19 +23,54 @@ def iter_lines(infile: BinaryIO):
         yield raw
 
 
-def classify_chunk(processor, records: list[SourceRecord], hints: list[str | None],
-                   event_type: str) -> list[ProcessResult]:
-    """Process records whose family is ``event_type`` unless it is ``auto``, in which case an
-    adapter's hint (``call`` for an Asterisk CDR) or inference decides. Same order out."""
-    out: list[ProcessResult | None] = [None] * len(records)
+def _family_groups(hints: list[str | None], event_type: str) -> list[tuple[str, list[int]]]:
+    """Indices per family: ``event_type`` unless it is ``auto``, in which case an adapter's
+    hint (``call`` for an Asterisk CDR) or inference (``auto``) decides."""
     groups: dict[str, list[int]] = {}
     for i, hint in enumerate(hints):
         fam = event_type if event_type != "auto" else (hint or "auto")
         groups.setdefault(fam, []).append(i)
-    for fam, idx in groups.items():
-        for i, res in zip(idx, processor.process_batch([records[i] for i in idx], event_type=fam)):
+    return list(groups.items())
+
+
+def classify_chunks(processor, chunks: Iterable[tuple[list[SourceRecord], list[str | None]]],
+                    event_type: str) -> Iterator[list[ProcessResult]]:
+    """Results per ``(records, hints)`` chunk, same order in and out (see
+    :func:`classify_chunk`). The chunks go through
+    :meth:`~pipeline.processing.Processor.process_batches`, one batch per family present in a
+    chunk, so a detector pool overlaps chunk N's detection with chunk N-1's routing and chunk
+    N+1's classification; ``chunks`` is read one chunk ahead of the results."""
+    plans: deque[tuple[int, list[tuple[str, list[int]]]]] = deque()
+
+    def batches():
+        for records, hints in chunks:
+            if not records:
+                continue
+            groups = _family_groups(hints, event_type)
+            plans.append((len(records), groups))
+            for fam, idx in groups:
+                yield [records[i] for i in idx], fam
+
+    out: list[ProcessResult | None] = []
+    groups: list[tuple[str, list[int]]] = []
+    k = 0
+    for results in processor.process_batches(batches()):
+        if k == 0:
+            n, groups = plans.popleft()
+            out = [None] * n
+        for i, res in zip(groups[k][1], results):
             out[i] = res
-    return out  # type: ignore[return-value]
+        k += 1
+        if k == len(groups):
+            k = 0
+            yield out  # type: ignore[misc]
+
+
+def classify_chunk(processor, records: list[SourceRecord], hints: list[str | None],
+                   event_type: str) -> list[ProcessResult]:
+    """Process records whose family is ``event_type`` unless it is ``auto``, in which case an
+    adapter's hint (``call`` for an Asterisk CDR) or inference decides. Same order out."""
+    return next(classify_chunks(processor, [(records, hints)], event_type), [])
 
 
 def result_line(res: ProcessResult) -> bytes:
@@ -50,11 +86,23 @@ def classify_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_typ
     per input line, same order. Returns counts: ``lines``, ``envelopes``, ``deadletters``
     and ``fields.<category>``."""
     counts: Counter = Counter()
-    records: list[SourceRecord] = []
-    hints: list[str | None] = []
 
-    def flush() -> None:
-        for res in classify_chunk(processor, records, hints, event_type):
+    def chunks():
+        records: list[SourceRecord] = []
+        hints: list[str | None] = []
+        for n, line in enumerate(iter_lines(infile)):
+            value, hint = adapt_line(line, fmt)
+            records.append(SourceRecord(source_name, None, n, None, value))
+            hints.append(hint)
+            counts["lines"] += 1
+            if len(records) >= BATCH:
+                yield records, hints
+                records, hints = [], []
+        if records:
+            yield records, hints
+
+    for results in classify_chunks(processor, chunks(), event_type):
+        for res in results:
             outfile.write(result_line(res) + b"\n")
             if res.envelope is not None:
                 counts["envelopes"] += 1
@@ -62,17 +110,5 @@ def classify_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_typ
                     counts[f"fields.{f['category']}"] += 1
             else:
                 counts["deadletters"] += 1
-        records.clear()
-        hints.clear()
-
-    for n, line in enumerate(iter_lines(infile)):
-        value, hint = adapt_line(line, fmt)
-        records.append(SourceRecord(source_name, None, n, None, value))
-        hints.append(hint)
-        counts["lines"] += 1
-        if len(records) >= BATCH:
-            flush()
-    if records:
-        flush()
     outfile.flush()
     return dict(counts)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 import logging
 from collections import Counter
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from pipeline.anonymise import Anonymiser
@@ -151,6 +152,42 @@ class Processor:
         self.detect_stage(staged)
         return self.route_stage(staged, deleted_accounts=deleted_accounts, consents=consents,
                                 data_keys=data_keys)
+
+    def process_batches(self, batches: Iterable[tuple[Sequence[SourceRecord], str | None]]
+                        ) -> Iterator[list[ProcessResult]]:
+        """:meth:`process_batch` over ``(records, event_type)`` pairs, yielding each batch's
+        results in order; for offline callers, with no batch state (no deleted accounts,
+        consents or data keys). With a detector in other processes (the pool) and
+        ``settings.detect_in_parallel``, the steps overlap as in the worker: batch N+1 is
+        classified and its detection queued while batch N is in the detector, and batch N is
+        routed while N+1 is (a thread waits for the detector; the children never wait for
+        this process when it is the faster side). Results are the same as batch by batch
+        (classification reads no batch state). Closing the generator early waits for the
+        detection in flight."""
+        if not self.detects_out_of_process:
+            for records, event_type in batches:
+                yield self.process_batch(records, event_type=event_type)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="privacy-detect") as executor:
+            previous: tuple[StagedBatch, Future] | None = None
+            for records, event_type in batches:
+                staged = self.classify_stage(records, event_type=event_type)
+                detecting = executor.submit(self.detect_stage, staged)
+                if previous is not None:
+                    previous[1].result()
+                    yield self.route_stage(previous[0])
+                previous = (staged, detecting)
+            if previous is not None:
+                previous[1].result()
+                yield self.route_stage(previous[0])
+
+    @property
+    def detects_out_of_process(self) -> bool:
+        """Whether the detector runs in other processes (the pool: its calls release this
+        process's GIL while they wait) and ``settings.detect_in_parallel`` is on, so that
+        detection may overlap this process's own steps."""
+        detector = self.classifier.detector
+        return bool(getattr(detector, "out_of_process", False)) and self.settings.detect_in_parallel
 
     def classify_stage(self, records: Sequence[SourceRecord], *,
                        event_type: str | None = None) -> StagedBatch:

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     #: Overlap a batch's detection (NER in the detector processes) with the routing of the
     #: previous batch in the serving process, when the worker has a pool of detector
     #: processes. Batches are still routed, delivered and committed in order, each with the
-    #: state (keys, consents, deletions) of the batches before it. Env:
+    #: state (keys, consents, deletions) of the batches before it. The offline ``classify``
+    #: and ``bench`` do the same (``Processor.process_batches``). Env:
     #: PRIVACY_PIPELINE_DETECT_IN_PARALLEL.
     detect_in_parallel: bool = True
     #: Records per ``stream.take`` batch and the longest wait for a batch to fill (s). The

@@ -349,6 +349,10 @@ class PooledDetector:
     at interpreter exit.
     """
 
+    #: calls wait for other processes with this process's GIL released (see
+    #: :attr:`pipeline.processing.Processor.detects_out_of_process`)
+    out_of_process = True
+
     def __init__(self, config: DetectionConfig | None = None, *, model_name: str | None = "auto",
                  processes: int | None = None, start_timeout: float = 180.0,
                  share_models: bool = True):

@@ -211,3 +211,108 @@ def test_run_task_in_a_real_detector_process(fixed_processor, stream):
         assert "secret" not in str(err.value)
         assert pool.analyze_batch(["call me at +1 415 555 0101"])  # still usable
     assert got == expected
+
+
+class _OtherProcess:
+    """An in-process detector presented as one in other processes (``out_of_process``), so
+    ``process_batches`` overlaps its steps; a lock serialises calls as the pool's does, and
+    the threads that called it are recorded."""
+
+    out_of_process = True
+
+    def __init__(self, inner):
+        import threading
+
+        self.inner, self.lock, self.threads = inner, threading.Lock(), set()
+
+    def analyze_batch(self, texts, **kw):
+        import threading
+
+        with self.lock:
+            self.threads.add(threading.get_ident())
+            return self.inner.analyze_batch(texts, **kw)
+
+
+def _batches(stream, sizes):
+    out, i = [], 0
+    for n, event_type in sizes:
+        out.append((stream[i:i + n], event_type))
+        i += n
+    return out
+
+
+@pytest.mark.parametrize("sizes", [
+    [(162, None)],                                     # one batch
+    [(40, None), (2, None), (60, None), (60, None)],   # the bad records alone in a batch
+    [(1, None)] * 5 + [(0, None), (157, None)],        # single records and an empty batch
+    [(42, "message"), (120, "auto")],                  # a family given per batch
+])
+def test_overlapping_batches_give_what_batch_by_batch_gives(fixed_processor, stream, sizes):
+    import threading
+
+    p = fixed_processor
+    batches = _batches(stream, sizes)
+    expected = [_view(p.process_batch(recs, event_type=et)) for recs, et in batches]
+    assert [_view(r) for r in p.process_batches(batches)] == expected  # in-process: one thread
+    inner = p.classifier.detector
+    wrapped = _OtherProcess(inner)
+    p.classifier.detector = wrapped
+    try:
+        assert p.detects_out_of_process
+        got = [_view(r) for r in p.process_batches(iter(batches))]
+    finally:
+        p.classifier.detector = inner
+    assert got == expected
+    assert wrapped.threads and threading.get_ident() not in wrapped.threads  # detection overlapped
+
+
+def test_overlap_is_off_with_detect_in_parallel_off(fixed_processor):
+    p = fixed_processor
+    inner, settings = p.classifier.detector, p.settings
+    p.classifier.detector = _OtherProcess(inner)
+    p.settings = settings.model_copy(update={"detect_in_parallel": False})
+    try:
+        assert not p.detects_out_of_process
+    finally:
+        p.classifier.detector, p.settings = inner, settings
+    assert not p.detects_out_of_process  # an in-process detector never overlaps
+
+
+def test_offline_classify_in_chunks_overlapping_gives_the_same_lines(fixed_processor, stream, monkeypatch):
+    """``classify_stream`` over several chunks, calls (an Asterisk CDR hint) mixed with
+    inferred lines and bad lines: the same output lines, same order, with the overlap."""
+    import io
+
+    from pipeline import offline
+
+    p = fixed_processor
+    from pathlib import Path
+
+    shapes = Path(__file__).resolve().parents[1] / "data" / "shapes" / "asterisk_master.csv"
+    cdr = shapes.read_bytes().splitlines()[0]
+    assert offline.adapt_line(cdr, "auto")[1] == "call"
+    lines = []
+    for i, rec in enumerate(stream):
+        lines.append(rec.value if rec.value is not None else b"")
+        if i % 7 == 0:
+            lines.append(cdr)
+        if i % 31 == 0:
+            lines.append(b"\xff\xfe not utf-8")
+    data = b"\n".join(lines) + b"\n"
+    monkeypatch.setattr(offline, "BATCH", 16)
+
+    def run():
+        out = io.BytesIO()
+        counts = offline.classify_stream(io.BytesIO(data), out, processor=p)
+        return counts, out.getvalue().splitlines()
+
+    expected = run()
+    inner = p.classifier.detector
+    p.classifier.detector = _OtherProcess(inner)
+    try:
+        got = run()
+    finally:
+        p.classifier.detector = inner
+    assert got == expected
+    assert expected[0]["lines"] == len(lines) == len(expected[1])
+    assert expected[0].get("deadletters", 0) >= 3
