@@ -45,6 +45,7 @@ from typing import Any
 
 import faust
 
+from agents.produce import BatchSender
 from agents.topics import ensure_topics, faust_client_options, topic_names
 from pipeline.errors import PipelineError
 from pipeline.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
@@ -121,8 +122,10 @@ class BatchHandler:
     """Process one batch of records and produce the results; never raises.
 
     ``process`` is ``processor.process_batch`` or ``processor.anonymise_batch``; ``send``
-    schedules one message and returns an awaitable of its delivery; ``deleted`` returns the
-    current deleted-account ids; ``on_deletion`` records one deletion.
+    schedules one message and returns an awaitable of its delivery; ``send_many`` (optional)
+    schedules many at once and returns one awaitable per message, in order
+    (:meth:`agents.produce.BatchSender.send_many`: one record batch per topic partition);
+    ``deleted`` returns the current deleted-account ids; ``on_deletion`` records one deletion.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class BatchHandler:
         process: Callable[..., list[ProcessResult]],
         send: Callable[[OutputMessage], Any],
         executor: ThreadPoolExecutor,
+        send_many: Callable[[Sequence[OutputMessage]], Any] | None = None,
         metrics: PipelineMetrics,
         deadletter_topic: str,
         max_request_size: int,
@@ -149,6 +153,7 @@ class BatchHandler:
         self.stage = stage
         self.process = process
         self.send = send
+        self.send_many = send_many
         self.executor = executor
         self.metrics = metrics
         self.deadletter_topic = deadletter_topic
@@ -263,16 +268,27 @@ class BatchHandler:
         then await every delivery; failures are recorded in ``failed`` (record index ->
         (topic, error))."""
         pending: list[tuple[int, OutputMessage, Any]] = []
-        for i, res in enumerate(results):
-            if i in failed:
-                continue
-            for out in res.outputs:
-                if not wanted(out.topic):
+        if self.send_many is not None:
+            todo = [(i, out) for i, res in enumerate(results) if i not in failed
+                    for out in res.outputs if wanted(out.topic)]
+            try:
+                futures = await self.send_many([out for _, out in todo]) if todo else []
+            except Exception as exc:  # nothing queued is awaited: every message fails
+                for i, out in todo:
+                    self._failed(failed, i, results[i], out, exc)
+                return
+            pending = [(i, out, fut) for (i, out), fut in zip(todo, futures)]
+        else:
+            for i, res in enumerate(results):
+                if i in failed:
                     continue
-                try:
-                    pending.append((i, out, await self.send(out)))
-                except Exception as exc:
-                    self._failed(failed, i, res, out, exc)
+                for out in res.outputs:
+                    if not wanted(out.topic):
+                        continue
+                    try:
+                        pending.append((i, out, await self.send(out)))
+                    except Exception as exc:
+                        self._failed(failed, i, res, out, exc)
         for i, out, fut in pending:
             try:
                 await fut
@@ -660,6 +676,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                                          processes=settings.detector_processes)
         processor = Processor.from_settings(settings, detector=detector, policy=policy)
     metrics = metrics or PipelineMetrics.from_processor(processor)
+    partitioner = CachedPartitioner()  # the producer's, and the batch sender's (same choice)
     options = dict(
         faust_client_options(settings),
         autodiscover=False,
@@ -674,7 +691,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         value_serializer="raw",
         # Batches are awaited in an executor; a large batch may take seconds under Presidio.
         broker_commit_livelock_soft_timeout=120.0,
-        producer_partitioner=CachedPartitioner(),
+        producer_partitioner=partitioner,
         producer_max_batch_size=min(settings.producer_batch_size, settings.producer_max_request_size),
     )
     options.update(faust_options)
@@ -741,6 +758,19 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
             started_producer.append(producer)
         return await producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
 
+    batch_senders: list = []
+
+    async def send_many(outs: Sequence[OutputMessage]) -> list:
+        """One record batch per topic partition (agents/produce.py); message by message
+        when the transport has no batch API."""
+        if not batch_senders:
+            producer = started_producer[0] if started_producer else await app.maybe_start_producer()
+            batch_senders.append(BatchSender.for_producer(producer, partitioner))
+        sender = batch_senders[0]
+        if sender is None:
+            return [await send(out) for out in outs]
+        return await sender.send_many(outs)
+
     def deleted_ids() -> frozenset[str]:
         return frozenset(k.decode() if isinstance(k, bytes) else str(k) for k in deleted)
 
@@ -771,7 +801,10 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
                                                         updated_at=_utc_now())
 
     common = {
-        "send": send, "executor": executor, "metrics": metrics, "deadletter_topic": deadletter_topic,
+        # exactly-once sends go through faust's transactional producers, message by message
+        "send": send, "send_many": send_many if settings.producer_batch_api
+        and settings.processing_guarantee == "at_least_once" else None,
+        "executor": executor, "metrics": metrics, "deadletter_topic": deadletter_topic,
         "max_request_size": settings.producer_max_request_size, "policy_version": policy_version,
     }
     issue7 = {} if key_state is None else {

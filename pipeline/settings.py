@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     #: with aiokafka's 16 KB). Keep it under the topics' ``max.message.bytes``.
     #: Env: PRIVACY_PIPELINE_PRODUCER_BATCH_SIZE.
     producer_batch_size: int = Field(262_144, ge=1024)
+    #: Produce a batch's outputs with one record batch per topic partition (aiokafka's
+    #: ``create_batch`` / ``send_batch``: one coroutine and one future per partition instead
+    #: of per message; same partitions, same order per partition). Off: one ``send`` per
+    #: message. Env: PRIVACY_PIPELINE_PRODUCER_BATCH_API.
+    producer_batch_api: bool = True
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: Consumer group timing (lower in tests to speed up rebalances).
     session_timeout_s: float = Field(30.0, gt=0)

@@ -48,6 +48,30 @@ class Sink:
             fut.set_result(None)
         return fut
 
+    async def many(self, outs):
+        """``send_many`` as :class:`agents.produce.BatchSender` gives it: one awaitable per
+        message, a message it cannot queue gets a failed one (it never raises)."""
+        futs = []
+        for out in outs:
+            try:
+                futs.append(await self(out))
+            except RuntimeError as exc:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
+                futs.append(fut)
+        return futs
+
+
+@pytest.fixture(autouse=True, params=["per-message", "send_many"])
+def send_mode(request):
+    """Every handler test runs with ``send`` per message and with ``send_many``."""
+    globals()["_SEND_MANY"] = request.param == "send_many"
+    yield request.param
+    globals()["_SEND_MANY"] = False
+
+
+_SEND_MANY = False
+
 
 @pytest.fixture
 def executor():
@@ -57,6 +81,8 @@ def executor():
 
 
 def _handler(process, sink, executor, **kw):
+    if _SEND_MANY and isinstance(sink, Sink):
+        kw.setdefault("send_many", sink.many)
     return BatchHandler(name="classify", process=process, send=sink, executor=executor,
                         metrics=PipelineMetrics(), deadletter_topic=DL, max_request_size=1_048_576,
                         policy_version="test-1", **kw)
