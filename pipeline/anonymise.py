@@ -59,6 +59,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 
+from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 from presidio_anonymizer.operators import Operator, OperatorType
 
 from pipeline import pointers
@@ -324,6 +325,15 @@ class Anonymiser:
         self._engine = AnonymizerEngine()
         for cls in (PseudonymiseOperator, EncryptOperator, MaskOperator, TruncateIpOperator, _FixedOperator):
             self._engine.add_anonymizer(cls)
+        # Per-anonymiser caches: pointer -> segments, record key -> key_entity(key), Presidio
+        # operator configs (:meth:`_config_cached`) and account pseudonyms
+        # (:meth:`_account_pseudonym`). Pointers, keys and account ids
+        # can be data (``/tags/+14155550123``), so all are bounded (:func:`_remember`);
+        # pickling (``__reduce__``) rebuilds the anonymiser without them.
+        self._segments: dict[str, tuple[str, ...]] = {}
+        self._key_entities: dict[str, str | None] = {}
+        self._configs: dict[tuple, OperatorConfig] = {}
+        self._account_tokens: dict[tuple, str] = {}  # see _account_pseudonym
 
     def __reduce__(self):
         """Pickled (policy and keys, no detector) to run in the worker's detector processes
@@ -339,13 +349,41 @@ class Anonymiser:
             {k: v.get_secret_value().encode() for k, v in settings.pseudonym_old_keys.items()})
         return cls(policy, pseudo, cipher=cipher_from_settings(settings, required=False))
 
+    # -- cached per pointer / per key ----------------------------------------------------------
+    def segments(self, ptr: str) -> tuple[str, ...]:
+        """``tuple(pointers.split(ptr))``, kept per pointer (bounded): an envelope's pointers
+        come back with every record of the same shape, and each is walked two or three times
+        (rescan, anonymise, replace)."""
+        segs = self._segments.get(ptr)
+        if segs is None:
+            segs = _remember(self._segments, ptr, tuple(pointers.split(ptr)))
+        return segs
+
+    def value_at(self, record, ptr: str):
+        """The value at JSON Pointer ``ptr`` in ``record`` (a list's segment as an index);
+        raises ``KeyError``, ``IndexError``, ``TypeError`` or ``ValueError`` when it does not
+        resolve, like a plain walk of :func:`pipeline.pointers.split`."""
+        segs = self._segments.get(ptr)
+        if segs is None:
+            segs = self.segments(ptr)
+        node = record
+        for seg in segs:
+            node = node[int(seg)] if isinstance(node, list) else node[seg]
+        return node
+
+    def key_entity(self, key: str) -> str | None:
+        """:func:`key_entity` of a record key, kept per key (bounded): records repeat the
+        same few dozen key names."""
+        try:
+            return self._key_entities[key]
+        except KeyError:
+            return _remember(self._key_entities, key, key_entity(key))
+
     # -- operators ---------------------------------------------------------------------------
     def operator_for(self, entity: str) -> OperatorSpec:
         return self.spec.entity_operators.get(entity, self.spec.default_entity_operator)
 
     def _config(self, op: OperatorSpec, entity: str, account_id: str | None):
-        from presidio_anonymizer.entities import OperatorConfig
-
         kind = op.operator
         if kind == "replace":
             return OperatorConfig("replace", {"new_value": f"<{entity}>"})
@@ -364,6 +402,32 @@ class Anonymiser:
             return OperatorConfig("pp_truncate_ip", {})
         raise ConfigError(f"unknown anonymisation operator {kind!r}")
 
+    def _config_cached(self, op: OperatorSpec, entity: str, account_id: str | None):
+        """:meth:`_config`, kept per entity type and operator (and account for
+        ``pseudonymise``, whose config names it; bounded): Presidio copies a config's params
+        before using them, so one config serves every text. The key holds everything the
+        config is made of, the key objects included, so a replaced spec or key is never
+        served a stale config."""
+        if not _hashable_scope(account_id):  # a malformed envelope's account id: as it was
+            return self._config(op, entity, account_id)
+        key = (entity, account_id if op.operator == "pseudonymise" else None, op.operator, op.keep_last,
+               op.masking_char, op.purpose, self.pseudonymise, self.cipher)
+        config = self._configs.get(key)
+        if config is None:
+            config = _remember(self._configs, key, self._config(op, entity, account_id))
+        return config
+
+    def _account_pseudonym(self, text: str, account_id: str | None, purpose: str) -> str:
+        """``self.pseudonymise(text, entity="ACCOUNT", ...)``, kept per value, scope and key
+        object (bounded): every envelope conceals its ``account_id`` and account fields, and
+        a stream holds few accounts."""
+        key = (text, account_id, purpose, self.pseudonymise)
+        token = self._account_tokens.get(key)
+        if token is None:
+            token = _remember(self._account_tokens, key,
+                              self.pseudonymise(text, entity="ACCOUNT", account_id=account_id, purpose=purpose))
+        return token
+
     def apply(self, op: OperatorSpec, text: str, entity: str, account_id: str | None) -> str:
         """One operator on one value's exact text (the operators Presidio runs, called
         directly: used for whole fields and overlap-group winners)."""
@@ -377,6 +441,8 @@ class Anonymiser:
         if kind == "mask":
             return mask(text, op.keep_last, op.masking_char)
         if kind == "pseudonymise":
+            if entity == "ACCOUNT" and _hashable_scope(account_id):  # the same few in every record
+                return self._account_pseudonym(text, account_id, op.purpose)
             return self.pseudonymise(text, entity=entity, account_id=account_id, purpose=op.purpose)
         if kind == "encrypt":
             if self.cipher is None:
@@ -393,6 +459,17 @@ class Anonymiser:
         entity whose operator makes the group's output; ``end - start`` may exceed the
         winner's span (the rest of the group)."""
         n = len(text)
+        if len(entities) == 1:  # the common case: one span, its own group and winner
+            e = entities[0]
+            try:
+                start, end = max(0, int(e["start"])), min(n, int(e["end"]))
+            except (KeyError, TypeError, ValueError):
+                return []
+            if start >= end:
+                return []
+            span = dict(e, start=start, end=end)
+            self._rank(span)  # what max() evaluates below: a bad type or score raises the same
+            return [(start, end, span, [span])]
         spans = []
         for e in entities:
             try:
@@ -413,18 +490,21 @@ class Anonymiser:
                 group_end = e["end"]
         out = []
         for g in groups:
-            winner = max(g, key=lambda e: (OPERATOR_RANK[self.operator_for(e["type"]).operator],
-                                           e["end"] - e["start"], float(e.get("score", 1.0)), -e["start"]))
+            winner = max(g, key=self._rank)
             out.append((min(e["start"] for e in g), max(e["end"] for e in g), winner, g))
         return out
+
+    def _rank(self, e: dict) -> tuple:
+        """Which span of an overlap group wins (:meth:`plan`): the most concealing operator,
+        then the longest span, the highest score, the earliest start."""
+        return (OPERATOR_RANK[self.operator_for(e["type"]).operator],
+                e["end"] - e["start"], float(e.get("score", 1.0)), -e["start"])
 
     def anonymise_text(self, text: str, entities: list[dict], account_id: str | None,
                        applied: set | None = None) -> str:
         """``text`` with each entity span replaced by its operator's output (presidio-anonymizer);
         overlapping spans resolved first (module docstring). ``applied`` collects the
         operator names used."""
-        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
-
         plan = self.plan(text, entities)
         if not plan:
             return text
@@ -436,7 +516,7 @@ class Anonymiser:
             if len(group) == 1:
                 results.append(RecognizerResult(winner["type"], start, end, 1.0))
                 if winner["type"] not in operators:
-                    operators[winner["type"]] = self._config(op, winner["type"], account_id)
+                    operators[winner["type"]] = self._config_cached(op, winner["type"], account_id)
                 continue
             # An overlap group: the winner's operator on exactly the winner's text, for the
             # whole group; the rest kept only when every other span of the group is ``keep``.
@@ -463,10 +543,14 @@ class Anonymiser:
         if ents and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return self.anonymise_text(str(value) if not isinstance(value, str) else value, ents,
                                        account_id, applied)
-        op = self.spec.category_operators.get(field["category"])
+        category = field["category"]
+        op = self.spec.category_operators.get(category)
         if op is None:
             return value
-        return self._whole(op, value, field["category"].upper(), account_id, applied)
+        if op.operator == "keep":  # the commonest (usage fields): :meth:`_whole` of ``keep``
+            applied.add("keep")
+            return value
+        return self._whole(op, value, category.upper(), account_id, applied)
 
     def _whole(self, op: OperatorSpec, value, entity: str, account_id: str | None, applied: set):
         applied.add(op.operator)
@@ -532,11 +616,13 @@ class Anonymiser:
         if self.detector is None:
             return []
         jobs = []
+        record = env["record"]
+        value_at = self.value_at
         for ptr, f in env["fields"].items():
             if f.get("entities") or f.get("secret") or f["category"] == "account" or _scanned(f):
                 continue
             try:
-                value = _get(env["record"], ptr)
+                value = value_at(record, ptr)
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
             if isinstance(value, str) and _could_hold_pii(value):
@@ -621,8 +707,32 @@ class Anonymiser:
         """A new envelope whose ``record`` is anonymised and whose ``account_id`` is concealed
         (``account_id_operator``); ``fields`` keep category, source and rule, list entity
         types (no offsets) and the ``operators`` applied. Unscanned text fields are scanned
-        first (:meth:`rescan`)."""
+        first (:meth:`rescan`). ``env`` is not modified; the new ``record`` copies only the
+        containers on the way to a changed value or key and shares the rest with ``env``'s."""
         return self._anonymise_scanned(self.rescan(env))
+
+    def _replace_all(self, record: dict, replacements: dict[str, object]) -> dict:
+        """:func:`pipeline.pointers.replace` of ``record`` with ``replacements`` (pointer ->
+        new value, in order; pointers that resolve), on the cached :meth:`segments`: a copy
+        of ``record`` with only the containers on the paths copied; ``record`` itself when
+        there is nothing to replace."""
+        if not replacements:
+            return record
+        fn = _Lookup(replacements)  # consumed in pointer order, as pointers.replace calls it
+        root = dict(record)
+        for ptr in replacements:
+            segs = self.segments(ptr)
+            node = root
+            last = len(segs) - 1
+            for i, seg in enumerate(segs):
+                key = int(seg) if isinstance(node, list) else seg
+                if i == last:
+                    node[key] = fn(node[key])
+                else:
+                    child = node[key]
+                    node[key] = child = dict(child) if isinstance(child, dict) else list(child)
+                    node = child
+        return root
 
     def _anonymise_scanned(self, env: dict) -> dict:
         """:meth:`anonymise_envelope` of an envelope already rescanned."""
@@ -632,23 +742,27 @@ class Anonymiser:
             account_token = self.apply(self.spec.account_id_operator, str(account_id), "ACCOUNT", None) or None
         replacements: dict[str, object] = {}
         fields_out = {}
+        record = env["record"]
+        value_at, anonymise_value = self.value_at, self.anonymise_value
         for ptr, f in env["fields"].items():
             try:
-                value = _get(env["record"], ptr)
+                value = value_at(record, ptr)
             except (KeyError, IndexError, ValueError, TypeError):
                 continue  # a restricted envelope may list a pointer its record lacks
             applied: set[str] = set()
-            new = self.anonymise_value(value, f, account_id, applied)
+            new = anonymise_value(value, f, account_id, applied)
             if account_id and isinstance(new, str) and account_id in new:
                 new = new.replace(account_id, account_token or "<ACCOUNT>")
             if new is not value and new != value:
                 replacements[ptr] = new
-            fields_out[ptr] = {"category": f["category"], "source": f["source"], "rule": f.get("rule"),
-                               "entities": sorted({e["type"] for e in f.get("entities") or []}),
-                               "operators": sorted(applied)}
+            ents = f.get("entities")
+            out_f = {"category": f["category"], "source": f["source"], "rule": f.get("rule"),
+                     "entities": sorted({e["type"] for e in ents}) if ents else [],
+                     "operators": sorted(applied) if len(applied) > 1 else list(applied)}
             if f.get("secret"):
-                fields_out[ptr]["secret"] = True
-        record = _replace_all(env["record"], replacements)
+                out_f["secret"] = True
+            fields_out[ptr] = out_f
+        record = self._replace_all(record, replacements)
         rename = _KeyRenamer(self, account_id)
         record = rename.record(record)
         if rename.used:
@@ -692,11 +806,14 @@ class _KeyRenamer:
         self.used = False
 
     def key(self, key: str) -> str:
+        """The key's new name: ``key`` itself unless it is data or holds the account id."""
+        entity = self._anon.key_entity(key)
+        if entity is None and not (self._account_id and self._account_id in key):
+            return key  # the commonest: a plain name
         try:
             return self._cache[key]
         except KeyError:
             pass
-        entity = key_entity(key)
         if self._account_id and self._account_id in key:
             token = self._anon.apply(self._anon.spec.account_id_operator, self._account_id, "ACCOUNT", None)
             new = key.replace(self._account_id, token or "<ACCOUNT>")
@@ -712,14 +829,26 @@ class _KeyRenamer:
         return new
 
     def record(self, node):
+        """``node`` (a JSON value) with its data-like keys renamed, at any depth. Containers
+        are rebuilt only on the way to a renamed key: ``node`` itself comes back when no key
+        under it changes (most records: the output then shares those containers with the
+        input, and encodes to the same bytes as a copy)."""
         if isinstance(node, dict):
-            return {self.key(k) if isinstance(k, str) else k: self.record(v) for k, v in node.items()}
+            items = []
+            changed = False
+            for k, v in node.items():  # keys in order, each before its value, as a rebuild
+                new_k = self.key(k) if isinstance(k, str) else k
+                new_v = self.record(v) if isinstance(v, (dict, list)) else v
+                changed = changed or new_k is not k or new_v is not v
+                items.append((new_k, new_v))
+            return dict(items) if changed else node
         if isinstance(node, list):
-            return [self.record(v) for v in node]
+            items = [self.record(v) if isinstance(v, (dict, list)) else v for v in node]
+            return items if any(new is not old for new, old in zip(items, node)) else node
         return node
 
     def pointer(self, ptr: str) -> str:
-        return pointers.join([self.key(seg) for seg in pointers.split(ptr)])
+        return pointers.join([self.key(seg) for seg in self._anon.segments(ptr)])
 
 
 def cipher_from_settings(settings, *, required: bool) -> SivCipher | None:
@@ -770,17 +899,24 @@ def _with_spans(env: dict, jobs: list[tuple[str, str]], found) -> dict:
     return dict(env, fields=fields)
 
 
-def _get(record, ptr: str):
-    node = record
-    for seg in pointers.split(ptr):
-        node = node[int(seg)] if isinstance(node, list) else node[seg]
-    return node
+def _hashable_scope(account_id) -> bool:
+    """Whether an envelope's ``account_id`` can be part of a cache key (a string or none; a
+    malformed envelope may hold anything, which the operators only format)."""
+    return account_id is None or isinstance(account_id, str)
 
 
-def _replace_all(record: dict, replacements: dict[str, object]) -> dict:
-    if not replacements:
-        return record
-    return pointers.replace(record, list(replacements), _Lookup(replacements))
+#: Most entries a per-anonymiser cache keyed by pointers or record keys holds (:func:`_remember`).
+_CACHE_MAX = 4096
+
+
+def _remember(cache: dict, key, value):
+    """``cache[key] = value`` (returned), emptying ``cache`` first when it holds
+    :data:`_CACHE_MAX` entries: the caches are keyed by pointers and record keys, which can
+    be data (a phone number as a key), so they must not grow with the stream."""
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 class _Lookup:
@@ -809,19 +945,29 @@ def _scanned(field: dict) -> bool:
 
 def _could_hold_pii(value: str) -> bool:
     """Cheap pre-filter for :meth:`Anonymiser.rescan`: not a timestamp, number, id or media
-    URL, and an ``@``, 4+ digits or 3+ words."""
-    from pipeline.values import value_kind
-
-    if value_kind(value)[0] in _SAFE_SHAPES:
+    URL, and an ``@``, 4+ digits or 3+ words. The character tests come first (most short
+    values fail them), the shape (``value_kind``) only for a value that passes them."""
+    if not ("@" in value or value.count(" ") >= 2 or _has_four_digits(value)):
         return False
     if value.startswith("/") and " " not in value and "@" not in value:
         return False  # an API resource path (/2010-04-01/Accounts/AC.../Calls/CA....json)
-    if "@" in value:
-        return True
+    from pipeline.values import value_kind
+
+    return value_kind(value)[0] not in _SAFE_SHAPES
+
+
+_FOUR_ASCII_DIGITS = re.compile(r"[0-9](?:[^0-9]*[0-9]){3}")
+
+
+def _has_four_digits(value: str) -> bool:
+    """Whether ``value`` has 4 or more characters ``str.isdigit`` accepts (an ASCII string:
+    one regular expression, ``isdigit`` being ``[0-9]`` there)."""
+    if value.isascii():
+        return _FOUR_ASCII_DIGITS.search(value) is not None
     digits = 0
     for c in value:
         if c.isdigit():
             digits += 1
             if digits >= 4:
                 return True
-    return value.count(" ") >= 2
+    return False

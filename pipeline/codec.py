@@ -39,6 +39,12 @@ _DIGIT_RUN = b"0" * 19
 
 def _inexact(raw: bytes) -> bool:
     return _DIGIT_RUN in raw.translate(_DIGIT_MAP)
+
+
+#: :func:`decode_object`'s one scan for both pre-parse checks: digits map to ``0`` (a run of
+#: 19 is :func:`_inexact`'s test) and both opening brackets to ``[`` (their count bounds the
+#: nesting depth), everything else to ``.``.
+_SCAN_MAP = bytes(0x30 if 0x30 <= i <= 0x39 else 0x5B if i in (0x5B, 0x7B) else 0x2E for i in range(256))
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
@@ -50,7 +56,8 @@ def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int 
     """
     if raw is None:
         raise DecodeError("empty", "the value is null (tombstone)")
-    raw = bytes(raw)
+    if raw.__class__ is not bytes:
+        raw = bytes(raw)
     if not raw or raw.isspace():
         raise DecodeError("empty", f"the value is empty ({len(raw)} bytes)")
     if not raw.isascii():  # ASCII is valid UTF-8 (a C-speed scan, no string built)
@@ -58,10 +65,17 @@ def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int 
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
-    depth = _max_depth(raw, max_depth)
-    if depth > max_depth:
+    scan = raw.translate(_SCAN_MAP)  # one pass for the two checks below (see _SCAN_MAP)
+    # the bracket count bounds the depth: only a value with many brackets is walked
+    if scan.count(b"[") > max_depth and _max_depth(raw, max_depth) > max_depth:
         raise DecodeError("too_deep", f"nesting deeper than {max_depth} levels")
-    value = _loads(raw)
+    if _DIGIT_RUN in scan:  # _inexact(raw): the exact parser; else orjson, once
+        value = _loads(raw)
+    else:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = _loads(raw)  # the exact parser's rules for what orjson refuses (same error)
     if not isinstance(value, dict):
         raise DecodeError("not_object", f"a JSON {_type_name(value)}, not an object")
     return value

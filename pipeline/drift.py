@@ -106,9 +106,13 @@ class DriftMonitor:
         """Record one (already sampled) observation of a usage field decided by ``rule``.
         Returns ``True`` when the value carries PII while the rule is drifting (its window
         holds PII in more than ``threshold`` of at least ``min_samples`` samples)."""
-        spec = self.spec
+        return self._observe(self._rule(rule), rule, value, pointer)
+
+    def _rule(self, rule: str) -> tuple:
+        """``(window, checks, declared entity)`` of ``rule``, worked out once."""
         known = self._rules.get(rule)
         if known is None:
+            spec = self.spec
             win = self._windows.get(rule)
             if win is None:
                 win = self._windows[rule] = _Window(spec.window)
@@ -117,8 +121,14 @@ class DriftMonitor:
             if exempt:
                 checks = [c for c in checks if c not in exempt]
             known = self._rules[rule] = (win, checks, self._entities.get(rule))
+        return known
+
+    def _observe(self, known: tuple, rule: str, value, pointer: str) -> bool:
+        """:meth:`observe` with the rule's :meth:`_rule` entry at hand."""
+        spec = self.spec
         win, checks, skip = known
-        hit = bool(pii_kinds(value, checks, skip))
+        # pii_kinds finds nothing in a non-string or a string under 5 characters
+        hit = isinstance(value, str) and len(value) >= 5 and bool(pii_kinds(value, checks, skip))
         win.add(hit)
         win.seen += 1
         drifting = len(win.samples) >= spec.min_samples and win.hits / len(win.samples) > spec.threshold
@@ -135,23 +145,33 @@ class DriftMonitor:
         fields)`` for ``RecordStats.drift``. Every ``sample_every``-th envelope is looked at.
         ``layout``: the envelope's :class:`~pipeline.plans.Layout` when it has one (which
         fields are sampled is then read from it; same result)."""
-        flagged: Counter = Counter.__new__(Counter)  # empty, without the Python-level __init__
+        flagged = self.sample(env, layout)
+        return Counter.__new__(Counter) if flagged is None else flagged  # empty, without __init__
+
+    def sample(self, env: dict, layout=None) -> Counter | None:
+        """:meth:`check_envelope` for the serving path: ``None`` (no counter built) when the
+        envelope is not sampled or drift is off, else the ``Counter(rule -> flagged fields)``
+        (empty when nothing was flagged). Most envelopes are not sampled (one in
+        ``sample_every``)."""
         spec = self.spec
         if not spec.enabled:
-            return flagged
+            return None
         self._counter += 1
         if self._counter % spec.sample_every:
-            return flagged
+            return None
+        flagged: Counter = Counter.__new__(Counter)  # empty, without the Python-level __init__
         record = env.get("record")
         if layout is not None:
-            sampled = layout.drift
-            if sampled is None:
-                sampled = layout.drift = _sampled_fields(layout)
-            for rule, ptr, path in sampled:
+            kept = layout.drift
+            if kept is None or kept[0] is not self:
+                kept = layout.drift = (self, tuple((rule, ptr, path, self._rule(rule))
+                                                   for rule, ptr, path in _sampled_fields(layout)))
+            observe = self._observe
+            for rule, ptr, path, known in kept[1]:
                 node = record
                 for seg in path:
                     node = node[seg]
-                if self.observe(rule, node, ptr):
+                if observe(known, rule, node, ptr):
                     flagged[rule] += 1
             return flagged
         for ptr, f in env.get("fields", {}).items():
@@ -173,7 +193,10 @@ class DriftMonitor:
 
 def _sampled_fields(layout) -> tuple:
     """``(rule, pointer, key path)`` of the fields :meth:`DriftMonitor.check_envelope` looks
-    at in envelopes of ``layout``: usage, decided by a rule, not secret; document order."""
+    at in envelopes of ``layout``: usage, decided by a rule, not secret; document order.
+    The monitor keeps them in ``layout.drift`` as ``(monitor, ((rule, pointer, key path,
+    the rule's window entry), ...))`` (a layout seen by another monitor is worked out again
+    for it: the windows are the monitor's)."""
     shape = layout.plan.shape
     return tuple((d.rule, ptr, path) for ptr, path, d in zip(shape.ptrs, shape.paths, layout.decisions)
                  if d.category == "usage" and d.source == "rule" and not d.secret)

@@ -272,8 +272,8 @@ class Layout:
     pointers of secret leaves; ``field_counts`` / ``unknown_fields`` /
     ``unknown_pointers``: the per-record stats that depend on decisions only;
     ``entity_ptrs``: pointers whose entry may hold entities (document order); ``route``: the router's compiled
-    routes (filled in by :meth:`pipeline.router.Router.compile`); ``drift``: the fields the drift
-    monitor samples (filled in by :meth:`pipeline.drift.DriftMonitor.check_envelope`); ``schema``:
+    routes (filled in by :meth:`pipeline.router.Router.compile`); ``drift``: ``(monitor, fields it
+    samples with their rule windows)`` (filled in by :meth:`pipeline.drift.DriftMonitor.sample`); ``schema``:
     ``(schema checker, its check for the layout's records or None)`` (filled in by the classifier).
     """
 

@@ -12,10 +12,9 @@ import logging
 from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 
 from pipeline.anonymise import Anonymiser
-from pipeline.classify import Classifier, ClassifyInput, fill_scans, scan_texts
+from pipeline.classify import Classifier, ClassifyInput, classify_input, fill_scans, scan_texts
 from pipeline.codec import decode_object, encode
 from pipeline.consent import ConsentReader, merge
 from pipeline.deadletter import build_deadletter
@@ -207,7 +206,7 @@ class Processor:
                 continue
             src = None if rec.partition is None else {"topic": rec.topic, "partition": rec.partition,
                                                         "offset": rec.offset}
-            pending.append((i, ClassifyInput(obj, family, rec.value, src)))
+            pending.append((i, classify_input(obj, family, rec.value, src)))
         staged = StagedBatch(records, event_type, results, pending)
         if pending:
             try:
@@ -289,32 +288,43 @@ class Processor:
 
     def _route(self, rec: SourceRecord, env: dict, state: "_BatchState", layout=None) -> ProcessResult:
         account = env.get("account_id")
-        deletion = self.router.is_deletion(env, layout)
+        router = self.router
+        deletion = router.is_deletion(env, layout)
         deleted = account is not None and state.is_deleted(account)
         flags = None
         if account and env["event_type"] == "account" and not deletion and not deleted \
-                and (layout is None or self.router.compiled(env, layout).consent_marks):
+                and (layout is None or router.compiled(env, layout).consent_marks):
             update = self.consent.flags(env["record"])
             if update:
                 flags = state.set_consents(account, update)
         new_keys: list[OutputMessage] = []
         seal = None
         if state.ring is not None and account and not deleted and not deletion:
-            seal = partial(self._seal, state.ring, account, new_keys)
-        outputs = self.router.route(env, input_key=rec.key, deleted=deleted,
-                                    consents=state.consents_of(account), seal=seal, layout=layout)
+            seal = state.sealer(self, account, new_keys)
+        outputs = router.route(env, input_key=rec.key, deleted=deleted,
+                               consents=state.consents_of(account), seal=seal, layout=layout)
         if deletion and account:
             outputs.extend(self._shred(account, state))
         outcome = "deletion" if deletion else "classified"
-        # a new data key is produced (and awaited by the worker) before the content it seals
-        fit = self._fit
-        outputs = new_keys + [fit(rec, o) for o in outputs]
-        stats = _stats(env, outputs, layout, self.topics.deadletter)
-        flagged = self.drift.check_envelope(env, layout)
+        # a new data key is produced (and awaited by the worker) before the content it seals;
+        # every output is checked against the producer's size limit (:meth:`_fit`, inlined)
+        limit = self.max_bytes - _SIZE_MARGIN
+        for o in outputs:
+            value, key = o.value, o.key
+            size = (len(value) if value else 0) + (len(key) if key else 0)
+            for hk, hv in o.headers:
+                size += len(hk) + len(hv)
+            new_keys.append(o if size <= limit else self._too_large(rec, o, size))
+        outputs = new_keys
+        deadletter = self.topics.deadletter
+        if layout is not None:
+            stats = _layout_stats(env, outputs, layout, deadletter)
+        else:
+            stats = _stats(env, outputs, None, deadletter)
+        flagged = self.drift.sample(env, layout)
         if flagged:
             stats.drift.update(flagged)
-        return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env,
-                             consents=flags)
+        return ProcessResult(rec, outputs, outcome, env["event_type"], env["event_id"], account, stats, env, flags)
 
     # -- crypto-shredding (issue 7) ------------------------------------------------------
     def _seal(self, ring: KeyRing, account: str, new_keys: list[OutputMessage], msg: dict) -> None:
@@ -333,12 +343,20 @@ class Processor:
         return [OutputMessage(self.topics.keys, k, None) for k in state.ring.forget(account)]
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
-        """Replace an output over the producer's size limit by a dead letter."""
+        """Replace an output over the producer's size limit by a dead letter. Counted: the
+        key and value bytes plus, per header, its name's characters and its value's bytes;
+        the count must leave :data:`_SIZE_MARGIN` bytes under ``max_bytes``. :meth:`_route`
+        inlines the same count (no call per output); both use :meth:`_too_large`."""
         size = len(out.value or b"") + len(out.key or b"")
         for k, v in out.headers:
             size += len(k) + len(v)
-        if size + 512 <= self.max_bytes:
+        if size + _SIZE_MARGIN <= self.max_bytes:
             return out
+        return self._too_large(rec, out, size)
+
+    def _too_large(self, rec: SourceRecord, out: OutputMessage, size: int) -> OutputMessage:
+        """The dead letter that replaces ``out``, ``size`` bytes as counted by :meth:`_fit`
+        (the message names the topic and sizes only)."""
         dl = build_deadletter(rec, "output_too_large",
                               f"output for {out.topic} is {size} bytes, over the producer limit of "
                               f"{self.max_bytes}", max_bytes=self.max_bytes)
@@ -413,13 +431,14 @@ class StagedBatch:
 class _BatchState:
     """Issue 7 state during one batch: the caller's mappings plus this batch's changes."""
 
-    __slots__ = ("base_deleted", "deleted", "base_consents", "consents", "ring")
+    __slots__ = ("base_deleted", "deleted", "base_consents", "consents", "ring", "_sealer")
 
     def __init__(self, deleted: Container[str], consents: Mapping[str, Mapping[str, bool]],
                  ring: KeyRing | None):
         self.base_deleted, self.deleted = deleted, set()
         self.base_consents, self.consents = consents, {}
         self.ring = ring
+        self._sealer: _Sealer | None = None
 
     def is_deleted(self, account: str) -> bool:
         return account in self.deleted or account in self.base_deleted
@@ -436,10 +455,41 @@ class _BatchState:
         self.consents[account] = flags
         return flags
 
+    def sealer(self, processor: Processor, account: str, new_keys: list[OutputMessage]):
+        """The ``seal(msg)`` callable for the record being routed (account ``account``, new
+        data keys to ``new_keys``): the batch's one :class:`_Sealer`, pointed at this record,
+        instead of a closure per record. Valid until the next call (the router seals during
+        ``route`` only)."""
+        sealer = self._sealer
+        if sealer is None:
+            sealer = self._sealer = _Sealer(processor, self.ring)
+        sealer.account, sealer.new_keys = account, new_keys
+        return sealer.seal
+
+
+class _Sealer:
+    """:meth:`Processor._seal` for the record currently routed in a batch (see
+    :meth:`_BatchState.sealer`)."""
+
+    __slots__ = ("account", "new_keys", "processor", "ring")
+
+    def __init__(self, processor: Processor, ring: KeyRing):
+        self.processor, self.ring = processor, ring
+        self.account: str | None = None
+        self.new_keys: list[OutputMessage] = []
+
+    def seal(self, msg: dict) -> None:
+        """Seal ``msg`` with the current record's account data key."""
+        self.processor._seal(self.ring, self.account, self.new_keys, msg)
+
 
 def _cfg(retention_ms: int, cleanup: str) -> dict[str, str]:
     return {"retention.ms": str(retention_ms), "cleanup.policy": cleanup}
 
+
+#: Bytes an output must leave under ``producer_max_request_size`` (the producer's own
+#: framing of the message: record batch header, lengths, timestamps).
+_SIZE_MARGIN = 512
 
 #: Input headers a dead letter carries over: ``replay-attempt`` (set by ``privacy-pipeline
 #: replay``) so the attempt count survives another failure and a poison record stops.
@@ -461,10 +511,43 @@ def _counter() -> Counter:
     return Counter.__new__(Counter)
 
 
+def _layout_stats(env: dict, outputs: list[OutputMessage], layout, deadletter_topic: str) -> RecordStats:
+    """:func:`_stats` for an envelope with its ``layout`` (same result): the counts that
+    depend on decisions only come from the layout; per record, the entities of the entries
+    that may hold some (``layout.entity_ptrs``) are counted, and a ``deadletter-reason``
+    header is looked for only when an output goes to ``deadletter_topic``."""
+    counts = _counter()
+    dict.update(counts, layout.field_counts)
+    ents = _counter()
+    fields = env["fields"]
+    for ptr in layout.entity_ptrs:
+        for e in fields[ptr]["entities"]:
+            t = e["type"]
+            ents[t] = ents.get(t, 0) + 1
+    routes = [o.topic for o in outputs]
+    st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(), routes)
+    if deadletter_topic in routes:
+        st.deadletter_reason = _deadletter_reason(outputs, deadletter_topic)
+    return st
+
+
+def _deadletter_reason(outputs: list[OutputMessage], deadletter_topic: str | None) -> str | None:
+    """The ``deadletter-reason`` header of the first output to ``deadletter_topic`` (any
+    topic when ``None``) that carries one, decoded; ``None`` when none does."""
+    for o in outputs:
+        if (deadletter_topic is None or o.topic == deadletter_topic) and o.headers:
+            reason = dict(o.headers).get("deadletter-reason")
+            if reason:
+                return reason.decode()
+    return None
+
+
 def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topic: str | None = None) -> RecordStats:
     """The record's :class:`RecordStats`. With the envelope's ``layout`` the counts that
     depend on decisions only come precomputed; with ``deadletter_topic`` only outputs to it
     are looked at for a ``deadletter-reason`` header (the only ones that carry it)."""
+    if layout is not None and deadletter_topic is not None:
+        return _layout_stats(env, outputs, layout, deadletter_topic)
     if layout is not None:
         counts = _counter()
         dict.update(counts, layout.field_counts)
@@ -474,17 +557,8 @@ def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topi
             for e in fields[ptr]["entities"]:
                 t = e["type"]
                 ents[t] = ents.get(t, 0) + 1
-        routes = [o.topic for o in outputs]
         st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(),
-                         routes)
-        if deadletter_topic is None or deadletter_topic in routes:
-            for o in outputs:
-                if (deadletter_topic is None or o.topic == deadletter_topic) and o.headers:
-                    reason = dict(o.headers).get("deadletter-reason")
-                    if reason:
-                        st.deadletter_reason = reason.decode()
-                        break
-        return st
+                         [o.topic for o in outputs])
     else:
         from pipeline.pointers import mask_pointer
 
@@ -496,13 +570,6 @@ def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topi
             if f["source"] != "rule":
                 st.unknown_fields += 1
                 st.unknown_pointers.append(mask_pointer(ptr))
-    st.routes = [o.topic for o in outputs]
-    for o in outputs:
-        if deadletter_topic is not None and o.topic != deadletter_topic:
-            continue
-        if o.headers:
-            reason = dict(o.headers).get("deadletter-reason")
-            if reason:
-                st.deadletter_reason = reason.decode()
-                break
+        st.routes = [o.topic for o in outputs]
+    st.deadletter_reason = _deadletter_reason(outputs, deadletter_topic)
     return st

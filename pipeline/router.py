@@ -43,6 +43,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from operator import itemgetter
+from typing import NamedTuple
 
 import orjson
 
@@ -99,7 +100,7 @@ class Router:
     """Routes envelopes per the policy; topic names come from settings (prefix applied)."""
 
     __slots__ = ("policy", "topics", "_deletion_fields", "_deletion_values", "_direction_fields",
-                 "_outbound", "_inbound", "purpose_topics", "_holds", "_sealed")
+                 "_outbound", "_inbound", "purpose_topics", "_holds", "_sealed", "_tails")
 
     def __init__(self, policy: Policy, topics: TopicNames, *, prefix: str = ""):
         self.policy = policy
@@ -115,6 +116,8 @@ class Router:
         self._direction_fields = frozenset(direction.fields)
         self._outbound = tuple(p.lower() for p in direction.outbound_prefixes)
         self._inbound = tuple(p.lower() for p in direction.inbound_prefixes)
+        #: (policy version, envelope version) -> their headers (see :meth:`_header_tail`)
+        self._tails: dict[tuple[str, int], tuple] = {}
 
     # -- signals -------------------------------------------------------------------------
     def is_deletion(self, env: dict, layout: Layout | None = None) -> bool:
@@ -264,100 +267,44 @@ class Router:
     def _route_compiled(self, env: dict, c: _Compiled, *, input_key: bytes | None, deleted: bool,
                         consents: Mapping[str, bool] | None,
                         seal: Callable[[dict], None] | None) -> list[OutputMessage]:
-        """:meth:`route` with the shape-dependent work precompiled in ``c`` (same output)."""
-        topics = self.topics
+        """:meth:`route` with the shape-dependent work precompiled in ``c`` (same output): the
+        record's few routing flags select a cached :class:`_RoutePlan`; per record only what
+        depends on values remains (keys, ids, redaction, the message bytes)."""
         record = env["record"]
         account = env.get("account_id")
         key = account.encode() if account else input_key
-        family = env["event_type"]
-        # (topic, pointers or None, key, kind, projection or None, legal hold name or None,
-        # whether redaction applies: the route stores the record)
-        plan: list[tuple] = []
-        deletion = family == "account" and bool(_marked_at(record, c.deletion_marks, self._deletion_values))
-        stored = c.stored_kinds
-        if deletion:
-            plan.append((topics.deletions, None, key, "deletion", None, None, False))
-        elif not deleted:
-            retained = "retention" in stored
-            for topic, proj in c.retention:
-                plan.append((topic, proj.ptrs, key, "retention", proj, None, retained))
-            if account:
-                for spec, proj in c.purposes:
-                    if allows(consents, spec.consent):
-                        plan.append((self.purpose_topics[spec.name], proj.ptrs, key, "purpose", proj, None,
-                                     retained))
-        holds = {} if deletion else c.holds
-        for name, proj in holds.items():
-            plan.append((topics.legal_hold, proj.ptrs, key, "hold:" + name, proj, name, "retention" in stored))
-        if c.anonymise is not None:
-            plan.append((topics.anonymise, c.anonymise.ptrs, key, "anonymise", c.anonymise, None,
-                         "anonymise" in stored))
-        shared: list[tuple] = []  # (route, sent, withheld, masked sent, masked withheld)
-        if c.carrier_family:
-            direction = None
-            for path in c.direction_paths:
-                low = _at(record, path).lower()
-                if low.startswith(self._outbound):
-                    direction = "outbound"
-                    break
-                if low.startswith(self._inbound):
-                    direction = "inbound"
-                    break
-            share = c.carrier_share(direction)
-            if share is not None:
-                sent, withheld, proj, msent, mheld = c.holding_account(share, record, account)
-                if sent:
-                    plan.append((topics.carrier, sent, _carrier_key(env), "carrier", proj, None, "carrier" in stored))
-                    shared.append((topics.carrier, sent, withheld, msent, mheld))
-        spec = self.policy.routes.carrier_address
-        if spec is not None and family in spec.families and not deletion \
-                and _marked_at(record, c.provisioning_marks, c.provisioning_values):
-            share = c.address_share()
-            addr_ptrs, addr_withheld, proj, msent, mheld = c.holding_account(share, record, account)
-            if addr_ptrs:
-                plan.append((topics.carrier_address, addr_ptrs, _carrier_key(env), "carrier", proj, None,
-                             "carrier" in stored))
-            shared.append((topics.carrier_address, addr_ptrs, addr_withheld, msent, mheld))
-        audited = shared or (deleted and holds) or (deletion and self._holds)
-        routes = [p[0] for p in plan]
-        if deletion and account:
-            routes.append(topics.retention_account)
-        if audited:
-            routes.append(topics.audit)
-        env["routes"] = list(dict.fromkeys(routes))
+        plan = c.route_plan(record, account, deleted, consents, seal is not None)
+        env["routes"] = list(plan.routes)
 
         redacted = None
         out: list[OutputMessage] = []
-        audits = {s[0]: s[1:] for s in shared}
         event_id = str(env["event_id"]).encode()
-        tail = (("privacy-policy", str(env["policy_version"]).encode()),
-                ("envelope-version", str(env["envelope_version"]).encode()))
+        tail = self._header_tail(env["policy_version"], env["envelope_version"])
         assembler = _Assembler(env, c) if c.assemble is not None else None
         event_item = ("event-id", event_id)
-        sealed_topics = self._sealed if seal is not None else ()
-        for topic, ptrs, k, kind, proj, hold, redactable in plan:
+        carrier_key = _carrier_key(env) if plan.carrier_keyed else None
+        for topic, kind, ptrs, proj, hold, redactable, sealed, fast, audit, hold_audit, after_fields in plan.steps:
             if ptrs is None:  # deletion event
-                out.append(OutputMessage(topic, k, encode(self.deletion_event(env)), headers_for(env, {})))
+                out.append(OutputMessage(topic, key, encode(self.deletion_event(env)), headers_for(env, {})))
                 continue
             source = env
             if redactable:
                 if redacted is None:
                     redacted = self._redacted_compiled(env, c)
                 source = redacted
-            sealed = topic in sealed_topics
             value = None
-            if assembler is not None and proj is not None and source is env and not hold and not sealed:
+            if fast and source is env:
                 # the common case: bytes assembled from pre-encoded pieces (same bytes as encode(msg))
-                if kind == "carrier":
-                    value = assembler.carrier(proj)
+                if kind == _CARRIER:
+                    value = assembler.carrier(proj, after_fields)
                     if value is not None:
                         headers = assembler.headers(("event-id", assembler.carrier_id), proj, tail)
                 else:
-                    value = assembler.restricted(proj)
+                    value = assembler.restricted(proj, after_fields)
                     if value is not None:
                         headers = assembler.headers(event_item, proj, tail)
             if value is None:
-                if kind == "carrier":
+                if kind == _CARRIER:
                     if proj is None:
                         msg = self.carrier_message(env, ptrs)
                         headers = headers_for(msg, msg["fields"])
@@ -376,19 +323,32 @@ class Router:
                 elif sealed:
                     seal(msg)
                 value = encode(msg)
-            out.append(output_message(topic, k, value, headers))
-            if topic in audits:
-                sent, held, msent, mheld = audits.pop(topic)
-                out.append(self._audit_compiled(env, topic, sent, msent, mheld, key, event_id, tail))
-            if hold and deleted:
+            out.append(output_message(topic, carrier_key if kind == _CARRIER else key, value, headers))
+            if audit is not None:
+                out.append(self._audit_compiled(env, *audit, key, event_id, tail))
+            if hold_audit:
                 out.append(self.hold_audit(env, self._hold(hold), "held_after_deletion", ptrs, key=key))
-        for topic, (sent, held, msent, mheld) in audits.items():  # audited although nothing was shared
-            out.append(self._audit_compiled(env, topic, sent, msent, mheld, key, event_id, tail))
-        if deletion and account:
-            out.append(OutputMessage(topics.retention_account, account.encode(), None,
+        for audit in plan.late_audits:  # audited although nothing was shared
+            out.append(self._audit_compiled(env, *audit, key, event_id, tail))
+        if plan.tombstone:
+            out.append(OutputMessage(self.topics.retention_account, account.encode(), None,
                                      headers_for(env, {})))
             out.extend(self.deletion_audits(env, key=key))
         return out
+
+    def _header_tail(self, policy_version, envelope_version) -> tuple[tuple[str, bytes], ...]:
+        """The ``privacy-policy`` and ``envelope-version`` headers (:func:`headers_for`),
+        kept for the few version pairs of a stream: a ``str`` policy version and an ``int``
+        envelope version, at most :data:`HEADER_TAILS_KEPT` pairs (others built each time)."""
+        cacheable = type(policy_version) is str and type(envelope_version) is int
+        if cacheable:
+            tail = self._tails.get((policy_version, envelope_version))
+            if tail is not None:
+                return tail
+        tail = (("privacy-policy", str(policy_version).encode()), ("envelope-version", str(envelope_version).encode()))
+        if cacheable and len(self._tails) < HEADER_TAILS_KEPT:
+            self._tails[(policy_version, envelope_version)] = tail
+        return tail
 
     def _carrier_compiled(self, env: dict, proj: _Proj) -> dict:
         msg = _restrict_compiled(env, proj, drop_account_id=True)
@@ -660,8 +620,8 @@ class _Proj:
     """One routed projection: its pointers, sorted categories (and their header value),
     the pointers whose entries may hold entities, and the record projection program."""
 
-    __slots__ = ("categories", "cats_header", "cats_item", "cats_part", "entity_key", "entity_ptrs", "full",
-                 "no_entities", "program", "ptrs", "segs", "values")
+    __slots__ = ("_entities_items", "categories", "cats_header", "cats_item", "cats_part", "entity_key",
+                 "entity_ptrs", "full", "no_entities", "program", "ptrs", "segs", "values")
 
     def __init__(self, ptrs: list[str], index: dict[str, int], layout: Layout, cats: dict[str, str]):
         self.ptrs = ptrs
@@ -679,6 +639,22 @@ class _Proj:
         #: for :class:`_Assembler`: ``'},"categories":[...],"routes":'``
         self.cats_part = b'},"categories":' + orjson.dumps(self.categories) + b',"routes":'
         self.segs = None  # filled by _Compiled.proj when the layout can be assembled
+        self._entities_items: dict[tuple, tuple] = {}
+
+    def entities_item(self, types: tuple[str, ...]) -> tuple[str, bytes]:
+        """The ``privacy-entities`` header of a message of this projection whose fields hold
+        entities of ``types`` (in field order, repeats kept): kept per projection for the
+        few combinations of entity types met (at most :data:`ENTITY_HEADERS_PER_PROJECTION`)."""
+        item = self._entities_items.get(types)
+        if item is None:
+            item = ("privacy-entities", ",".join(sorted(set(types))).encode()) if types else _NO_ENTITIES
+            if len(self._entities_items) < ENTITY_HEADERS_PER_PROJECTION:
+                self._entities_items[types] = item
+        return item
+
+
+#: Entity-type combinations whose ``privacy-entities`` header a projection keeps.
+ENTITY_HEADERS_PER_PROJECTION = 64
 
 
 class _Compiled:
@@ -686,7 +662,8 @@ class _Compiled:
     secrets, shape): per-category retention projections, purposes, holds, carrier and
     address candidates per direction, and where markers and direction fields stand."""
 
-    __slots__ = ("_address", "_carrier", "_projs", "anonymise", "assemble", "assemble_dynamic", "assemble_empty",
+    __slots__ = ("_address", "_carrier", "_none_allowed", "_plans", "_projs", "_purpose_flags", "account_family",
+                 "address_family", "anonymise", "assemble", "assemble_dynamic", "assemble_empty", "assemble_keyed",
                  "carrier_family", "cats", "cloud", "consent_marks", "deletion_marks", "direction_paths", "holds",
                  "index", "layout", "paths", "provisioning_marks", "provisioning_values", "purposes",
                  "redaction_marks", "retention", "router", "secret", "stored_kinds")
@@ -707,10 +684,13 @@ class _Compiled:
         #: envelope); ``None`` when the layout's messages are not assembled from bytes
         self.assemble = _static_fragments(fields, layout, self.paths)
         #: pointer -> the encoded entry, without entities, of a field that may hold some
-        self.assemble_empty = self.assemble_dynamic = None
+        self.assemble_empty = self.assemble_dynamic = self.assemble_keyed = None
         if self.assemble is not None:
             try:
                 self.assemble_empty = _empty_fragments(layout)
+                #: ``(pointer, b'"pointer":', entry without entities encoded)`` of those fields
+                self.assemble_keyed = tuple((p, orjson.dumps(p) + b":", empty)
+                                            for p, empty in self.assemble_empty.items())
             except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a key
                 self.assemble = None
             else:
@@ -729,6 +709,8 @@ class _Compiled:
                       and _allowed(p, spec.compiled, cloud)]
                 if pp:
                     self.purposes.append((spec, self.proj(pp)))
+        self._purpose_flags = tuple(spec.consent for spec, _proj in self.purposes)
+        self._none_allowed = (False,) * len(self.purposes)
         self.holds = {}
         for hold in router._holds:
             if family not in hold.families:
@@ -762,8 +744,12 @@ class _Compiled:
             isinstance(v, Mapping) and pointers.normalise_name(str(k)) in consent_fields
             for container in (record, data if isinstance(data, Mapping) else None) if container is not None
             for k, v in container.items())
+        self.account_family = family == "account"
+        self.address_family = spec is not None and family in spec.families
         self._carrier: dict = {}
         self._address = None
+        #: routing flags -> :class:`_RoutePlan` (at most :data:`ROUTE_PLANS_PER_LAYOUT`)
+        self._plans: dict[tuple, _RoutePlan] = {}
 
     def proj(self, ptrs: list[str]) -> _Proj:
         """The (cached) projection of ``ptrs`` (a document-ordered subset of the fields)."""
@@ -812,23 +798,192 @@ class _Compiled:
                 [pointers.mask_pointer(p) for p in sent], [pointers.mask_pointer(p) for p in withheld],
                 [(p, self.paths[self.index[p]]) for p in sent])
 
-    def holding_account(self, share, record: dict, account: str | None):
-        """``(sent, withheld, projection or None, masked sent, masked withheld)`` once the
-        fields holding the account id are withheld (values checked per record)."""
-        sent, withheld, proj, msent, mheld, located = share
-        if account:
-            hits = {p for p, path in located if account in str(_at(record, path))}
-            if hits:
-                sent = [p for p in sent if p not in hits]
-                keep = set(sent)
-                withheld = [p for p in self.index if p not in keep]
-                return (sent, withheld, None, [pointers.mask_pointer(p) for p in sent],
-                        [pointers.mask_pointer(p) for p in withheld])
+    def direction_of(self, record: dict) -> str | None:
+        """:meth:`Router.direction` of a record of this layout (its direction fields precompiled)."""
+        router = self.router
+        for path in self.direction_paths:
+            low = _at(record, path).lower()
+            if low.startswith(router._outbound):
+                return "outbound"
+            if low.startswith(router._inbound):
+                return "inbound"
+        return None
+
+    def account_hits(self, share, record: dict, account: str | None) -> tuple[str, ...]:
+        """The pointers among ``share``'s sent fields (see :meth:`carrier_share`) whose value
+        in ``record`` holds ``account`` (such a field never goes to an operator), in order."""
+        if not account:
+            return ()
+        return tuple([p for p, path in share[5] if account in str(_at(record, path))])
+
+    def share_without(self, share, hits: tuple[str, ...]):
+        """``(sent, withheld, projection or None, masked sent, masked withheld)`` of ``share``
+        once the fields ``hits`` (from :meth:`account_hits`) are withheld."""
+        sent, withheld, proj, msent, mheld, _located = share
+        if hits:
+            sent = [p for p in sent if p not in hits]
+            keep = set(sent)
+            withheld = [p for p in self.index if p not in keep]
+            return (sent, withheld, None, [pointers.mask_pointer(p) for p in sent],
+                    [pointers.mask_pointer(p) for p in withheld])
         return sent, withheld, proj, msent, mheld
+
+    def purposes_allowed(self, consents: Mapping[str, bool] | None) -> tuple[bool, ...]:
+        """Per purpose route of the layout (:attr:`purposes`), whether ``consents`` grant it
+        (:func:`pipeline.consent.allows`)."""
+        if not consents:
+            return self._none_allowed
+        return tuple([consents.get(flag) is True for flag in self._purpose_flags])
+
+    def route_plan(self, record: dict, account: str | None, deleted: bool,
+                   consents: Mapping[str, bool] | None, sealing: bool) -> _RoutePlan:
+        """The :class:`_RoutePlan` of a record of this layout.
+
+        Only a few flags make the routes of one layout differ: a deletion marker, the account
+        deleted, which purpose routes the consents allow, the carrier direction, which shared
+        fields hold the account id, a provisioning marker, sealing on (``seal`` given) and an
+        account id present. They are read from the record here (a tuple of booleans, a
+        direction and pointers of the layout, never values) and the plan for them is built
+        on first use and kept (at most :data:`ROUTE_PLANS_PER_LAYOUT` per layout)."""
+        router = self.router
+        deletion = self.account_family and bool(_marked_at(record, self.deletion_marks, router._deletion_values))
+        allowed = self.purposes_allowed(consents) if self._purpose_flags and account and not deletion \
+            and not deleted else ()
+        direction = carrier_hits = None
+        if self.carrier_family:
+            direction = self.direction_of(record)
+            share = self.carrier_share(direction)
+            if share is not None:
+                carrier_hits = self.account_hits(share, record, account)
+        provisioning = self.address_family and not deletion \
+            and bool(_marked_at(record, self.provisioning_marks, self.provisioning_values))
+        address_hits = self.account_hits(self.address_share(), record, account) if provisioning else None
+        flags = (deletion, bool(deleted), allowed, direction, carrier_hits, provisioning, address_hits, sealing,
+                 bool(account))
+        plan = self._plans.get(flags)
+        if plan is None:
+            plan = _RoutePlan(self, *flags)
+            if len(self._plans) < ROUTE_PLANS_PER_LAYOUT:
+                self._plans[flags] = plan
+        return plan
+
+
+#: Version pairs whose headers a router keeps (:meth:`Router._header_tail`).
+HEADER_TAILS_KEPT = 16
+#: Route plans kept per compiled layout: one per combination of routing flags met (a stream
+#: meets a handful per layout); past the bound, plans are built per record.
+ROUTE_PLANS_PER_LAYOUT = 64
+#: :attr:`_RouteStep.kind` of the messages to an operator (keyed by :func:`_carrier_key`).
+_CARRIER = "carrier"
+
+
+class _RouteStep(NamedTuple):
+    """One message of a :class:`_RoutePlan`, in produce order (unpacked per record).
+
+    ``kind``: ``deletion`` (``ptrs`` is then ``None``), ``retention``, ``purpose``, ``hold``,
+    ``anonymise`` or :data:`_CARRIER`; ``proj``: the compiled projection, ``None`` for a
+    carrier share that lost fields holding the account id (the message is then built from
+    ``ptrs``); ``hold``: the legal hold's name or ``None``; ``redactable``: the route stores
+    the record (redaction applies); ``sealed``: ``seal`` is called on the message; ``fast``:
+    the message may be assembled from bytes (:class:`_Assembler`) when its source is the
+    envelope itself (not redacted); ``audit``: ``(route, sent, masked sent, masked
+    withheld)`` of the audit record that follows the message, or ``None``; ``hold_audit``: a
+    ``held_after_deletion`` audit record follows; ``after_fields``: for :class:`_Assembler`,
+    the message's bytes between its fields and its schema errors (carrier: its record),
+    which the plan fixes (categories and routes)."""
+
+    topic: str
+    kind: str
+    ptrs: list[str] | None
+    proj: _Proj | None
+    hold: str | None
+    redactable: bool
+    sealed: bool
+    fast: bool
+    audit: tuple | None
+    hold_audit: bool
+    after_fields: bytes | None
+
+
+class _RoutePlan:
+    """What :meth:`Router._route_compiled` sends for the records of one compiled layout that
+    share one combination of routing flags (see :meth:`_Compiled.route_plan`), decided once.
+
+    ``steps``: a :class:`_RouteStep` per message (produce order); ``routes``: the envelope's
+    ``routes``; ``late_audits``: ``(route, sent, masked sent, masked withheld)`` of the audit
+    records of shares that sent nothing (after the steps); ``tombstone``: a deletion of an
+    account id (its tombstone and deletion audits come last); ``carrier_keyed``: some step is
+    keyed by the carrier key.
+    """
+
+    __slots__ = ("carrier_keyed", "late_audits", "routes", "steps", "tombstone")
+
+    def __init__(self, c: _Compiled, deletion: bool, deleted: bool, allowed: tuple[bool, ...],
+                 direction: str | None, carrier_hits: tuple | None, provisioning: bool,
+                 address_hits: tuple | None, sealing: bool, has_account: bool):
+        router = c.router
+        topics = router.topics
+        stored = c.stored_kinds
+        retained = "retention" in stored
+        # (topic, kind, pointers or None, projection or None, legal hold name or None, redactable)
+        plan: list[tuple] = []
+        if deletion:
+            plan.append((topics.deletions, "deletion", None, None, None, False))
+        elif not deleted:
+            for topic, proj in c.retention:
+                plan.append((topic, "retention", proj.ptrs, proj, None, retained))
+            if has_account:
+                for (spec, proj), ok in zip(c.purposes, allowed):
+                    if ok:
+                        plan.append((router.purpose_topics[spec.name], "purpose", proj.ptrs, proj, None, retained))
+        holds = {} if deletion else c.holds
+        for name, proj in holds.items():
+            plan.append((topics.legal_hold, "hold", proj.ptrs, proj, name, retained))
+        if c.anonymise is not None:
+            plan.append((topics.anonymise, "anonymise", c.anonymise.ptrs, c.anonymise, None, "anonymise" in stored))
+        shared: list[tuple] = []  # (route, sent, masked sent, masked withheld)
+        if carrier_hits is not None:
+            sent, _withheld, proj, msent, mheld = c.share_without(c.carrier_share(direction), carrier_hits)
+            if sent:
+                plan.append((topics.carrier, _CARRIER, sent, proj, None, "carrier" in stored))
+                shared.append((topics.carrier, sent, msent, mheld))
+        if provisioning:
+            sent, _withheld, proj, msent, mheld = c.share_without(c.address_share(), address_hits)
+            if sent:
+                plan.append((topics.carrier_address, _CARRIER, sent, proj, None, "carrier" in stored))
+            shared.append((topics.carrier_address, sent, msent, mheld))
+        audited = shared or (deleted and holds) or (deletion and router._holds)
+        routes = [p[0] for p in plan]
+        if deletion and has_account:
+            routes.append(topics.retention_account)
+        if audited:
+            routes.append(topics.audit)
+        self.routes = tuple(dict.fromkeys(routes))
+        routes_part = orjson.dumps(list(self.routes))
+        audits = {s[0]: s for s in shared}
+        steps = []
+        for topic, kind, ptrs, proj, hold, redactable in plan:
+            sealed = sealing and topic in router._sealed
+            deletion_event = ptrs is None
+            fast = c.assemble is not None and proj is not None and not hold and not sealed
+            after_fields = None
+            if fast:
+                after_fields = proj.cats_part + routes_part + (
+                    b',"schema_errors":[],"record":' if kind == _CARRIER else b',"schema_errors":')
+            steps.append(_RouteStep(
+                topic, kind, ptrs, proj, hold, redactable, sealed, fast,
+                audit=None if deletion_event else audits.pop(topic, None),
+                hold_audit=not deletion_event and bool(hold and deleted), after_fields=after_fields))
+        self.steps = tuple(steps)
+        self.late_audits = tuple(audits.values())
+        self.tombstone = deletion and has_account
+        self.carrier_keyed = any(step.kind == _CARRIER for step in steps)
 
 
 _NO_CATEGORIES = ("privacy-categories", b"")
 _NO_ENTITIES = ("privacy-entities", b"")
+#: :class:`_Assembler`: the bytes after ``"schema_errors":`` of an envelope without errors
+_NO_SCHEMA_ERRORS = b'[],"record":'
 
 
 def _marks(record: dict, names) -> list[tuple[str, tuple]]:
@@ -968,12 +1123,12 @@ class _Assembler:
     fallback, as before.
     """
 
-    __slots__ = ("_dyn", "_empty", "_entity_items", "_head", "_mid", "_record", "carrier_id", "env")
+    __slots__ = ("_dyn", "_entity_items", "_head", "_keyed", "_record", "_schema", "carrier_id", "env")
 
     def __init__(self, env: dict, c: _Compiled):
         self.env = env
-        self._empty = c.assemble_empty
-        self._head = self._mid = self._record = None
+        self._keyed = c.assemble_keyed
+        self._head = self._schema = self._record = None
         self._dyn: tuple | None = None  # the dynamic fields' fragments, once per envelope
         self._entity_items: dict[tuple, tuple] = {}
         self.carrier_id = None
@@ -981,23 +1136,20 @@ class _Assembler:
     def headers(self, event_item: tuple, proj: _Proj, tail: tuple) -> tuple[tuple[str, bytes], ...]:
         """:func:`_headers_compiled` (same result); the ``privacy-entities`` header is
         worked out once per envelope for projections with the same entity pointers."""
-        items = self._entity_items
         key = proj.entity_key
+        if not key:
+            return (event_item, proj.cats_item, _NO_ENTITIES) + tail
+        items = self._entity_items
         ents_item = items.get(key)
         if ents_item is None:
             fields = self.env["fields"]
-            ents = None
-            for p in key:
-                for e in fields[p]["entities"]:
-                    if ents is None:
-                        ents = set()
-                    ents.add(e["type"])
-            ents_item = items[key] = _NO_ENTITIES if ents is None else \
-                ("privacy-entities", ",".join(sorted(ents)).encode())
+            ents_item = items[key] = proj.entities_item(tuple([e["type"] for p in key for e in fields[p]["entities"]]))
         return (event_item, proj.cats_item, ents_item) + tail
 
-    def restricted(self, proj: _Proj) -> bytes | None:
-        """``encode(_restrict_compiled(env, proj))``, or ``None`` (see class doc)."""
+    def restricted(self, proj: _Proj, after_fields: bytes) -> bytes | None:
+        """``encode(_restrict_compiled(env, proj))``, or ``None`` (see class doc);
+        ``after_fields``: ``proj.cats_part`` + the encoded ``routes`` + ``,"schema_errors":``
+        (:attr:`_RouteStep.after_fields`)."""
         env = self.env
         try:
             head = self._head
@@ -1008,17 +1160,21 @@ class _Assembler:
                 if "source" in env:
                     meta["source"] = env["source"]
                 head = self._head = orjson.dumps(meta)[:-1] + b',"fields":{'
-            mid = self._mid
-            if mid is None:
-                mid = self._mid = (orjson.dumps(env.get("routes", [])) + b',"schema_errors":'
-                                   + orjson.dumps(env.get("schema_errors", [])) + b',"record":')
-            return b"".join((head, self._fields(proj), proj.cats_part, mid, self._rec(proj), b"}"))
+            schema = self._schema
+            if schema is None:
+                errors = env.get("schema_errors", [])
+                schema = self._schema = _NO_SCHEMA_ERRORS if type(errors) is list and not errors \
+                    else orjson.dumps(errors) + b',"record":'
+            parts, pick = proj.segs
+            fields = parts[0] if pick is None else self._dynamic_fields(parts, pick)
+            return b"".join((head, fields, after_fields, schema, self._rec(proj), b"}"))
         except TypeError:  # orjson.JSONEncodeError
             return None
 
-    def carrier(self, proj: _Proj) -> bytes | None:
+    def carrier(self, proj: _Proj, after_fields: bytes) -> bytes | None:
         """``encode(Router._carrier_compiled(env, proj))``, or ``None``; sets
-        :attr:`carrier_id` (the message's ``event-id`` header value)."""
+        :attr:`carrier_id` (the message's ``event-id`` header value). ``after_fields``:
+        ``proj.cats_part`` + the encoded ``routes`` + ``,"schema_errors":[],"record":``."""
         env = self.env
         try:
             event_id = env["event_id"]
@@ -1031,24 +1187,21 @@ class _Assembler:
                     "policy_version": env["policy_version"], "classified_at": env["classified_at"]}
             if "source" in env:
                 meta["source"] = env["source"]
-            return b"".join((orjson.dumps(meta)[:-1], b',"fields":{', self._fields(proj), proj.cats_part,
-                             orjson.dumps(env.get("routes", [])), b',"schema_errors":[],"record":',
-                             self._rec(proj), b"}"))
+            parts, pick = proj.segs
+            fields = parts[0] if pick is None else self._dynamic_fields(parts, pick)
+            return b"".join((orjson.dumps(meta)[:-1], b',"fields":{', fields, after_fields, self._rec(proj), b"}"))
         except TypeError:  # orjson.JSONEncodeError
             return None
 
-    def _fields(self, proj: _Proj) -> bytes:
-        parts, pick = proj.segs
-        if pick is None:
-            return parts[0]
+    def _dynamic_fields(self, parts: tuple, pick) -> bytes:
+        """The fields of a projection whose ``segs`` (:func:`_segments`) are ``(parts, pick)``
+        with some entries encoded per envelope."""
         dyn = self._dyn
         if dyn is None:
             fields = self.env["fields"]
-            frags = []
-            for p, empty in self._empty.items():
-                entry = fields[p]
-                frags.append(orjson.dumps({p: entry})[1:-1] if entry["entities"] else empty)
-            dyn = self._dyn = tuple(frags)
+            # b'"pointer":' + the entry, as orjson.dumps({pointer: entry}) writes it inside braces
+            dyn = self._dyn = tuple([key + orjson.dumps(entry) if (entry := fields[p])["entities"] else empty
+                                     for p, key, empty in self._keyed])
         return b",".join(pick(parts + dyn))
 
     def _rec(self, proj: _Proj) -> bytes:
