@@ -17,9 +17,11 @@ like on a shared machine:
   overlaps the routing of the one before) and with an in-process detector (one core);
 - the NER limit: spaCy's NER alone (``nlp.pipe``, other pipes excluded) over the same texts;
 - structured-only events (20,000 distinct call logs without text and account events, none
-  repeated, :func:`structured_stream`) on one core;
+  repeated, :func:`structured_stream`) on one core: the best of :data:`ROUNDS` streams of
+  their own;
 - A2P (templated OTP, delivery, appointment texts with varying values) vs P2P (SMS bodies)
-  message streams, same record shapes;
+  message streams, same record shapes: :data:`ROUNDS` rounds of fresh streams, the median
+  of the rounds' ratios (:func:`a2p_vs_p2p`);
 - peak RSS of this process and its children.
 """
 
@@ -381,6 +383,59 @@ def structured_stream(n: int = STRUCTURED_EVENTS, *, seed: int = 13,
         size = size * 2
 
 
+#: Rounds of the structured-only and A2P/P2P measures: each round on streams of its own
+#: (fresh events, so no cache keyed on values or bytes sees a record twice); the best round
+#: counts, as ``timeit`` takes the best of its repeats: on a shared VM a run is only ever
+#: slowed by other tenants (the same command swings by up to 30% between runs a minute apart).
+ROUNDS = 3
+
+
+def best_of_streams(processor, streams: Sequence[Sequence[SourceRecord]], *,
+                    batch_size: int = 128) -> dict:
+    """:func:`classify_rate` of each stream (once each); the best, with ``rounds`` (events/s
+    of every stream, in order) and ``first`` (the first stream's events/s)."""
+    return _best([classify_rate(processor, stream, batch_size=batch_size) for stream in streams])
+
+
+def _best(rates: list[dict]) -> dict:
+    """The best of :func:`classify_rate` results, with ``rounds`` and ``first``."""
+    best = dict(max(rates, key=lambda r: r["events_per_s"]))
+    best["rounds"] = [r["events_per_s"] for r in rates]
+    best["first"] = rates[0]["events_per_s"]
+    return best
+
+
+def a2p_vs_p2p(processor, events: int, *, seed: int, sms_path=None, topics=None,
+               batch_size: int = 128, rounds: int = ROUNDS) -> dict:
+    """A2P against P2P message streams, ``rounds`` times on fresh streams of ``events``
+    messages each (P2P: SMS bodies drawn anew; A2P: the same senders' templates with new
+    values), P2P then A2P in each round, through ``processor`` (its template cache warm from
+    what it saw before, as a worker's is). Returns ``{"p2p": best, "a2p": best}`` (see
+    :func:`best_of_streams`: per-round rates in ``rounds``), ``ratios`` (A2P / P2P of each
+    round: the two streams of a round run back to back, so a slow spell of a shared VM slows
+    both), ``ratio`` (their median: the figure compared with the target; not the ratio of
+    the bests, since later P2P rounds meet more texts the finite SMS corpus already gave and
+    run faster) and ``cold_ratio`` (the first round's, A2P templates still to be learned)."""
+    p2p_streams, a2p_streams = [], []
+    for k in range(rounds):
+        p2p = build_stream(events, seed=seed + 1 + 10 * k, sms_path=sms_path, mix=(1.0, 0.0, 0.0),
+                           topics=topics)
+        p2p_streams.append(p2p)
+        a2p_streams.append(_with_bodies(p2p, a2p_bodies(events, seed=seed + 10 * k)))
+    p2p_rates, a2p_rates = [], []
+    for p2p, a2p in zip(p2p_streams, a2p_streams):
+        p2p_rates.append(classify_rate(processor, p2p, batch_size=batch_size))
+        a2p_rates.append(classify_rate(processor, a2p, batch_size=batch_size))
+    out = {"p2p": _best(p2p_rates), "a2p": _best(a2p_rates)}
+    ratios = [round(a["events_per_s"] / p["events_per_s"], 2) if p["events_per_s"] else None
+              for a, p in zip(a2p_rates, p2p_rates)]
+    out["ratios"] = ratios
+    known = sorted(r for r in ratios if r is not None)
+    out["ratio"] = known[len(known) // 2] if known else None
+    out["cold_ratio"] = ratios[0]
+    return out
+
+
 def build_processor(settings=None, *, processes: int | None = None):
     """A :class:`~pipeline.processing.Processor` with the default policy and a detector of
     ``processes`` processes (``None``: one per core, the default; 1: in-process)."""
@@ -434,12 +489,9 @@ def run_offline(*, events: int = 3000, sms_path: str | Path | None = None, seed:
             res["ours"]["machine"] = classify_rate(proc, records, batch_size=settings.batch_size,
                                                    repeat=repeat)
             res["ours"]["machine"]["detector_processes"] = cores
-            p2p = build_stream(a2p_events, seed=seed + 1, sms_path=sms, mix=(1.0, 0.0, 0.0),
-                               topics=topics)
-            a2p = _with_bodies(p2p, a2p_bodies(a2p_events, seed=seed))
-            status("A2P vs P2P message streams")
-            res["a2p"] = {"p2p": classify_rate(proc, p2p, batch_size=settings.batch_size, repeat=repeat),
-                          "a2p": classify_rate(proc, a2p, batch_size=settings.batch_size, repeat=repeat)}
+            status(f"A2P vs P2P message streams ({ROUNDS} rounds of fresh streams)")
+            res["a2p"] = a2p_vs_p2p(proc, a2p_events, seed=seed, sms_path=sms, topics=topics,
+                                    batch_size=settings.batch_size)
         finally:
             _close(proc)
 
@@ -447,10 +499,10 @@ def run_offline(*, events: int = 3000, sms_path: str | Path | None = None, seed:
         proc1 = build_processor(settings, processes=1)
         res["ours"]["core"] = classify_rate(proc1, records, batch_size=settings.batch_size,
                                             repeat=repeat)
-        structured = structured_stream(STRUCTURED_EVENTS, seed=seed + 2, topics=topics)
-        status(f"structured-only events ({len(structured):,} distinct)")
-        res["structured"] = classify_rate(proc1, structured, batch_size=settings.batch_size,
-                                          repeat=repeat)
+        status(f"structured-only events ({ROUNDS} streams of {STRUCTURED_EVENTS:,} distinct events)")
+        res["structured"] = best_of_streams(
+            proc1, [structured_stream(STRUCTURED_EVENTS, seed=seed + 2 + k, topics=topics)
+                    for k in range(ROUNDS)], batch_size=settings.batch_size)
         res["ours"]["core"]["template_cache"] = dict(getattr(proc1.classifier.detector,
                                                              "template_stats", {}))
     res["rss_peak_mb"] = round(rss.peak / 2**20, 1)
@@ -472,8 +524,7 @@ def _ratios(res: dict) -> None:
         "core_share_of_ner_limit": round(core / ner, 2) if ner else None,
         "machine_per_core": round(ours / res["machine"]["cores"], 1),
         "machine_vs_core": round(ours / core, 2) if core else None,
-        "a2p_vs_p2p": round(a2p["a2p"]["events_per_s"] / a2p["p2p"]["events_per_s"], 2)
-        if a2p["p2p"]["events_per_s"] else None,
+        "a2p_vs_p2p": a2p["ratio"],
     }
     res["targets"] = {
         "vs_analyze_iterator>=2.5": _ok(res["ratios"]["vs_analyze_iterator"], 2.5),
@@ -494,6 +545,11 @@ def _fmt(v, unit: str = "") -> str:
     if isinstance(v, float):
         return f"{v:,.1f}{unit}" if v >= 10 else f"{v:,.2f}{unit}"
     return f"{v:,}{unit}"
+
+
+def _rounds(measure: dict) -> str:
+    rounds = measure.get("rounds")
+    return "1" if not rounds else f"{len(rounds)}: " + " / ".join(f"{v:,.0f}" for v in rounds)
 
 
 def table_rows(res: dict) -> list[tuple[str, str, str]]:
@@ -517,10 +573,13 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
          f"whole machine / cores = {_fmt(r['machine_per_core'])} ev/s"),
         ("  share of the NER limit", _fmt(r["core_share_of_ner_limit"], "x"), "one core vs one core"),
         ("structured-only, one core", _fmt(res["structured"]["events_per_s"], " ev/s"),
-         "target >= 20,000"),
-        ("A2P messages", _fmt(res["a2p"]["a2p"]["events_per_s"], " ev/s"), "template cache"),
-        ("P2P messages", _fmt(res["a2p"]["p2p"]["events_per_s"], " ev/s"), "SMS bodies"),
-        ("  A2P / P2P", _fmt(r["a2p_vs_p2p"], "x"), "target >= 3x"),
+         f"target >= 20,000; best of {_rounds(res['structured'])}"),
+        ("A2P messages", _fmt(res["a2p"]["a2p"]["events_per_s"], " ev/s"),
+         f"template cache; best of {_rounds(res['a2p']['a2p'])}"),
+        ("P2P messages", _fmt(res["a2p"]["p2p"]["events_per_s"], " ev/s"),
+         f"SMS bodies; best of {_rounds(res['a2p']['p2p'])}"),
+        ("  A2P / P2P", _fmt(r["a2p_vs_p2p"], "x"),
+         "target >= 3x; median of rounds " + " / ".join(_fmt(x, "x") for x in res["a2p"]["ratios"])),
         ("peak memory, offline bench", _fmt(res.get("pss_peak_mb"), " MB"),
          f"PSS, this process + children (RSS summed: {_fmt(res['rss_peak_mb'], ' MB')})"),
     ]
