@@ -718,21 +718,8 @@ class Anonymiser:
         there is nothing to replace."""
         if not replacements:
             return record
-        fn = _Lookup(replacements)  # consumed in pointer order, as pointers.replace calls it
-        root = dict(record)
-        for ptr in replacements:
-            segs = self.segments(ptr)
-            node = root
-            last = len(segs) - 1
-            for i, seg in enumerate(segs):
-                key = int(seg) if isinstance(node, list) else seg
-                if i == last:
-                    node[key] = fn(node[key])
-                else:
-                    child = node[key]
-                    node[key] = child = dict(child) if isinstance(child, dict) else list(child)
-                    node = child
-        return root
+        return pointers.replace(record, list(replacements), _Lookup(replacements),
+                                segments=self.segments)
 
     def _anonymise_scanned(self, env: dict) -> dict:
         """:meth:`anonymise_envelope` of an envelope already rescanned."""

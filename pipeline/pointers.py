@@ -180,12 +180,14 @@ def _split_cached(pointer: str) -> tuple[str, ...]:
     return tuple(split(pointer))
 
 
-def replace(record: dict, ptrs: list[str], fn) -> dict:
+def replace(record: dict, ptrs: list[str], fn, *, segments=None) -> dict:
     """A copy of ``record`` with the values at ``ptrs`` replaced by ``fn(value)``; only the
-    containers on the paths are copied."""
+    containers on the paths are copied. ``segments``: ``pointer -> its segments``, for a
+    caller that keeps them (default :func:`split`)."""
+    split_ptr = segments or split
     root = dict(record)
     for ptr in ptrs:
-        segs = split(ptr)
+        segs = split_ptr(ptr)
         node = root
         for i, seg in enumerate(segs):
             last = i == len(segs) - 1

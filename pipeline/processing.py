@@ -511,11 +511,13 @@ def _counter() -> Counter:
     return Counter.__new__(Counter)
 
 
-def _layout_stats(env: dict, outputs: list[OutputMessage], layout, deadletter_topic: str) -> RecordStats:
+def _layout_stats(env: dict, outputs: list[OutputMessage], layout,
+                  deadletter_topic: str | None) -> RecordStats:
     """:func:`_stats` for an envelope with its ``layout`` (same result): the counts that
     depend on decisions only come from the layout; per record, the entities of the entries
     that may hold some (``layout.entity_ptrs``) are counted, and a ``deadletter-reason``
-    header is looked for only when an output goes to ``deadletter_topic``."""
+    header is looked for only when an output goes to ``deadletter_topic`` (every output when
+    it is ``None``)."""
     counts = _counter()
     dict.update(counts, layout.field_counts)
     ents = _counter()
@@ -526,7 +528,7 @@ def _layout_stats(env: dict, outputs: list[OutputMessage], layout, deadletter_to
             ents[t] = ents.get(t, 0) + 1
     routes = [o.topic for o in outputs]
     st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(), routes)
-    if deadletter_topic in routes:
+    if deadletter_topic is None or deadletter_topic in routes:
         st.deadletter_reason = _deadletter_reason(outputs, deadletter_topic)
     return st
 
@@ -546,30 +548,19 @@ def _stats(env: dict, outputs: list[OutputMessage], layout=None, deadletter_topi
     """The record's :class:`RecordStats`. With the envelope's ``layout`` the counts that
     depend on decisions only come precomputed; with ``deadletter_topic`` only outputs to it
     are looked at for a ``deadletter-reason`` header (the only ones that carry it)."""
-    if layout is not None and deadletter_topic is not None:
-        return _layout_stats(env, outputs, layout, deadletter_topic)
     if layout is not None:
-        counts = _counter()
-        dict.update(counts, layout.field_counts)
-        ents = _counter()
-        fields = env["fields"]
-        for ptr in layout.entity_ptrs:
-            for e in fields[ptr]["entities"]:
-                t = e["type"]
-                ents[t] = ents.get(t, 0) + 1
-        st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(),
-                         [o.topic for o in outputs])
-    else:
-        from pipeline.pointers import mask_pointer
+        return _layout_stats(env, outputs, layout, deadletter_topic)
+    from pipeline.pointers import mask_pointer
 
-        st = RecordStats()
-        for ptr, f in env["fields"].items():
-            st.fields[(f["category"], f["source"])] += 1
-            for e in f["entities"]:
-                st.entities[e["type"]] += 1
-            if f["source"] != "rule":
-                st.unknown_fields += 1
-                st.unknown_pointers.append(mask_pointer(ptr))
-        st.routes = [o.topic for o in outputs]
+    st = RecordStats()
+    for ptr, f in env["fields"].items():
+        st.fields[(f["category"], f["source"])] += 1
+        for e in f["entities"]:
+            st.entities[e["type"]] += 1
+        if f["source"] != "rule":
+            st.unknown_fields += 1
+            st.unknown_pointers.append(mask_pointer(ptr))
+    st.routes = [o.topic for o in outputs]
     st.deadletter_reason = _deadletter_reason(outputs, deadletter_topic)
     return st
+

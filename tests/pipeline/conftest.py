@@ -24,6 +24,18 @@ def processor(settings) -> Processor:
     return Processor.from_settings(settings)
 
 
+@pytest.fixture(scope="module")
+def fixed_processor(processor):
+    """The session processor with a fixed clock (envelopes carry ``classified_at``): the
+    same input gives the same bytes."""
+    from datetime import UTC, datetime
+
+    clock = processor.classifier.clock
+    processor.classifier.clock = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    yield processor
+    processor.classifier.clock = clock
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir():
     """``../shared/data`` next to the repository; tests that need it skip when it is absent."""

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
 
 import pytest
 
@@ -23,15 +22,6 @@ from pipeline.settings import Settings
 
 AC = "AC" + "1" * 32
 SM = "SM" + "7" * 32
-
-
-@pytest.fixture(scope="module")
-def fixed_processor(processor):
-    """The session processor with a fixed clock (envelopes carry ``classified_at``)."""
-    clock = processor.classifier.clock
-    processor.classifier.clock = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    yield processor
-    processor.classifier.clock = clock
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
@@ -32,15 +31,6 @@ from pipeline.shredding import KeyRing
 
 AC = "AC" + "0123456789abcdef" * 2
 AC2 = "AC" + "fedcba9876543210" * 2
-
-
-@pytest.fixture(scope="module")
-def fixed_processor(processor):
-    """The session processor with a fixed clock (envelopes carry ``classified_at``)."""
-    clock = processor.classifier.clock
-    processor.classifier.clock = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    yield processor
-    processor.classifier.clock = clock
 
 
 @pytest.fixture(scope="module")
