@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 log = logging.getLogger("privacy_pipeline.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The reader of stdout closed it (SIGPIPE's conventional status, 128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 #: Formats accepted by ``--format`` (see ``pipeline.adapters``).
 FORMATS = ("auto", "json", "cloudevents", "asterisk-csv")
@@ -732,6 +735,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (``classify ... | head``): stop quietly, as
+        # Unix tools do; stdout is pointed at /dev/null so the interpreter's final flush
+        # does not raise again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

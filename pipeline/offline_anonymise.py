@@ -4,7 +4,9 @@
 given the anonymise route's redaction) or a classification envelope (``privacy.anonymise.v1``
 messages, ``classify`` output); one anonymised envelope per line out, same order. A line
 that cannot be decoded gives an error record that names the line and the reason, never its
-content (unlike a dead letter, it carries no raw bytes: this output is meant to be shared).
+content (unlike a dead letter, it carries no raw bytes: this output is meant to be shared);
+so does a line that is itself an error record (a dead letter of ``classify`` or the worker,
+whose ``raw_base64`` holds the original bytes, or an error line of ``anonymise``).
 
 ``deanonymise``: authorised re-identification. Every ``<TYPE:enc:KEYID:...>`` value (the
 ``encrypt`` operator, AES-SIV) in each line is replaced by its plaintext; it needs the master
@@ -32,6 +34,16 @@ def is_envelope(obj: dict) -> bool:
     """Whether a decoded line is a classification envelope rather than a raw event."""
     return (isinstance(obj.get("fields"), dict) and isinstance(obj.get("record"), (dict, list))
             and "envelope_version" in obj and "event_id" in obj)
+
+
+def is_error_record(obj: dict) -> bool:
+    """Whether a decoded line is an error record rather than an event: a dead letter of
+    ``classify`` or the worker (``error``, ``raw_base64``/``raw_sha256``: it carries the
+    original bytes, which anonymisation cannot see into) or an error line of ``anonymise``
+    itself (``error``, ``line``)."""
+    error = obj.get("error")
+    return (isinstance(error, dict) and "kind" in error and "envelope_version" in obj
+            and ("raw_base64" in obj or "raw_sha256" in obj or "line" in obj))
 
 
 def error_line(n: int, kind: str, message: str) -> bytes:
@@ -92,6 +104,10 @@ def anonymise_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_ty
         if obj is not None and is_envelope(obj):
             counts["envelopes_in"] += 1
             pending.append([n, obj, None])
+        elif obj is not None and is_error_record(obj):
+            # a dead letter's raw bytes (base64) would pass through as an opaque value
+            pending.append([n, error_line(n, "error_record", f"line {n + 1} is an error record "
+                                          "(a dead letter or an error line), not an event"), None])
         else:
             counts["events_in"] += 1
             pending.append([n, SourceRecord(source_name, None, n, None, value), hint])

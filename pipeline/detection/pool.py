@@ -148,7 +148,12 @@ def _child_main(conn, config_json: str, model_name: str | None, siblings: Sequen
     ``siblings`` (pipe ends of the other children, see :class:`PooledDetector`
     ``share_models``): once warm, this child forks one process per sibling end; each serves
     its own end with a copy-on-write view of this child's memory, so the models (lingua's
-    n-gram tables, spaCy's weights) are in memory once for all of them."""
+    n-gram tables, spaCy's weights) are in memory once for all of them.
+
+    Ctrl-C in a terminal signals the whole process group: the child ignores SIGINT (its
+    forks too), so the parent alone decides to stop and closes the pool; otherwise each child
+    would die with ``KeyboardInterrupt`` and the parent restart it before it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(_CHILD_ENV)
     try:
         from pipeline.detection.engine import Detector

@@ -149,3 +149,24 @@ def _clean_env() -> dict[str, str]:
 
     return {k: v for k, v in os.environ.items()
             if not k.startswith("PRIVACY_PIPELINE_") and k != "KAFKA_BROKER"}
+
+
+@pytest.mark.parametrize("command", ["classify", "anonymise"])
+def test_a_closed_output_pipe_stops_quietly(tmp_path, command):
+    """``privacy-pipeline classify big.jsonl | head -c 100``: exit status 141 (SIGPIPE's),
+    no traceback, nothing from the input on stderr."""
+    import os
+
+    lines = [json.dumps({"sid": "SM%032d" % i, "body": "call Bob at +14155550100", "to": "+14155550101"})
+             for i in range(700)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, PRIVACY_PIPELINE_DETECTOR_PROCESSES="1")
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", command, str(src)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(100)
+    proc.stdout.close()  # the reader goes away after 100 bytes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert "4155550100" not in err and "Bob" not in err

@@ -337,6 +337,36 @@ def test_anonymise_stream_events_envelopes_and_errors_in_order(processor):
     assert b"not json" not in out.getvalue() and AC.encode() not in out.getvalue()
 
 
+@pytest.mark.parametrize("bad", [
+    b"not json {\"to\": \"+15035550199\"",                      # invalid JSON
+    b"\"ZEBRA +15035550199 canary.person@example.org\"",       # not an object
+    b'{"a":' * 600 + b"1" + b"}" * 600,                          # too deep
+    b"\xff\xfe ana@example.com +15035550199",                  # invalid UTF-8
+])
+def test_classify_dead_letters_piped_to_anonymise_become_error_lines(processor, bad):
+    """``classify | anonymise``: a dead letter carries the original bytes (``raw_base64``);
+    anonymise gives an error line for it (and for its own error lines fed back), never an
+    "anonymised" record holding those bytes."""
+    from pipeline.offline import classify_stream
+
+    classified = io.BytesIO()
+    classify_stream(io.BytesIO(encode(MESSAGE) + b"\n" + bad + b"\n"), classified, processor=processor)
+    dead = json.loads(classified.getvalue().splitlines()[1])
+    assert dead["raw_base64"] or dead["raw_omitted"]  # the dead letter does hold the bytes
+    out = io.BytesIO()
+    counts = anonymise_stream(io.BytesIO(classified.getvalue()), out, processor=processor)
+    first, second = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert first["anonymised"] and first["event_id"] == SM
+    assert second == {"envelope_version": 1, "line": 2, "error": {
+        "kind": "error_record", "message": "line 2 is an error record (a dead letter or an error line), not an event"}}
+    assert counts["errors"] == 1 and counts["anonymised"] == 1
+    again = io.BytesIO()
+    anonymise_stream(io.BytesIO(out.getvalue()), again, processor=processor)
+    assert json.loads(again.getvalue().splitlines()[1])["error"]["kind"] == "error_record"
+    for text in (b"15035550199", b"example.org", b"example.com", dead.get("raw_base64", "").encode() or b"\0"):
+        assert text not in out.getvalue() and text not in again.getvalue()
+
+
 def test_deanonymise_stream_reverses_encrypted_values_with_the_key():
     settings = Settings(master_key="test-master-key", master_key_id="m1")
     anon = anonymiser(policy_with({"PHONE_NUMBER": {"operator": "encrypt"}}))

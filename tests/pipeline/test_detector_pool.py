@@ -107,6 +107,12 @@ def test_shared_pool_forks_children_that_share_the_models(detector, sms_texts):
         for pid in forks:
             pss, rss = _pss_and_rss(pid)
             assert pss < 0.7 * rss, (pss, rss)
+        before = pool.child_pids()
+        for pid in before:  # Ctrl-C reaches the whole process group: the parent decides
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.3)
+        assert pool.analyze_batch(sms_texts[:8]) == expected[:8]
+        assert pool.child_pids() == before and all(_state(p) != "Z" for p in before)
         os.kill(forks[0], signal.SIGKILL)
         again = []
         for i in range(0, len(sms_texts), 64):
