@@ -325,12 +325,10 @@ class Anonymiser:
         self._engine = AnonymizerEngine()
         for cls in (PseudonymiseOperator, EncryptOperator, MaskOperator, TruncateIpOperator, _FixedOperator):
             self._engine.add_anonymizer(cls)
-        # Per-anonymiser caches: pointer -> segments, record key -> key_entity(key), Presidio
-        # operator configs (:meth:`_config_cached`) and account pseudonyms
-        # (:meth:`_account_pseudonym`). Pointers, keys and account ids
-        # can be data (``/tags/+14155550123``), so all are bounded (:func:`_remember`);
-        # pickling (``__reduce__``) rebuilds the anonymiser without them.
-        self._segments: dict[str, tuple[str, ...]] = {}
+        # Per-anonymiser caches: record key -> key_entity(key), Presidio operator configs
+        # (:meth:`_config_cached`) and account pseudonyms (:meth:`_account_pseudonym`). Keys
+        # and account ids can be data (a phone number as a key), so all are bounded
+        # (:func:`_remember`); pickling (``__reduce__``) rebuilds the anonymiser without them.
         self._key_entities: dict[str, str | None] = {}
         self._configs: dict[tuple, OperatorConfig] = {}
         self._account_tokens: dict[tuple, str] = {}  # see _account_pseudonym
@@ -350,24 +348,13 @@ class Anonymiser:
         return cls(policy, pseudo, cipher=cipher_from_settings(settings, required=False))
 
     # -- cached per pointer / per key ----------------------------------------------------------
-    def segments(self, ptr: str) -> tuple[str, ...]:
-        """``tuple(pointers.split(ptr))``, kept per pointer (bounded): an envelope's pointers
-        come back with every record of the same shape, and each is walked two or three times
-        (rescan, anonymise, replace)."""
-        segs = self._segments.get(ptr)
-        if segs is None:
-            segs = _remember(self._segments, ptr, tuple(pointers.split(ptr)))
-        return segs
-
     def value_at(self, record, ptr: str):
         """The value at JSON Pointer ``ptr`` in ``record`` (a list's segment as an index);
         raises ``KeyError``, ``IndexError``, ``TypeError`` or ``ValueError`` when it does not
-        resolve, like a plain walk of :func:`pipeline.pointers.split`."""
-        segs = self._segments.get(ptr)
-        if segs is None:
-            segs = self.segments(ptr)
+        resolve, like a plain walk of :func:`pipeline.pointers.split` (the pointers of a
+        shape's envelopes are split once: :func:`pipeline.pointers.split_cached`)."""
         node = record
-        for seg in segs:
+        for seg in pointers.split_cached(ptr):
             node = node[int(seg)] if isinstance(node, list) else node[seg]
         return node
 
@@ -711,16 +698,6 @@ class Anonymiser:
         containers on the way to a changed value or key and shares the rest with ``env``'s."""
         return self._anonymise_scanned(self.rescan(env))
 
-    def _replace_all(self, record: dict, replacements: dict[str, object]) -> dict:
-        """:func:`pipeline.pointers.replace` of ``record`` with ``replacements`` (pointer ->
-        new value, in order; pointers that resolve), on the cached :meth:`segments`: a copy
-        of ``record`` with only the containers on the paths copied; ``record`` itself when
-        there is nothing to replace."""
-        if not replacements:
-            return record
-        return pointers.replace(record, list(replacements), _Lookup(replacements),
-                                segments=self.segments)
-
     def _anonymise_scanned(self, env: dict) -> dict:
         """:meth:`anonymise_envelope` of an envelope already rescanned."""
         account_id = env.get("account_id")
@@ -749,7 +726,7 @@ class Anonymiser:
             if f.get("secret"):
                 out_f["secret"] = True
             fields_out[ptr] = out_f
-        record = self._replace_all(record, replacements)
+        record = _replace_all(record, replacements)
         rename = _KeyRenamer(self, account_id)
         record = rename.record(record)
         if rename.used:
@@ -835,7 +812,7 @@ class _KeyRenamer:
         return node
 
     def pointer(self, ptr: str) -> str:
-        return pointers.join([self.key(seg) for seg in self._anon.segments(ptr)])
+        return pointers.join([self.key(seg) for seg in pointers.split_cached(ptr)])
 
 
 def cipher_from_settings(settings, *, required: bool) -> SivCipher | None:
@@ -884,6 +861,14 @@ def _with_spans(env: dict, jobs: list[tuple[str, str]], found) -> dict:
         if spans:
             fields[ptr] = dict(fields[ptr], entities=[s.to_json() for s in spans])
     return dict(env, fields=fields)
+
+
+def _replace_all(record: dict, replacements: dict[str, object]) -> dict:
+    """:func:`pipeline.pointers.replace` of ``record`` with ``replacements`` (pointer -> new
+    value, in order); ``record`` itself when there is nothing to replace."""
+    if not replacements:
+        return record
+    return pointers.replace(record, list(replacements), _Lookup(replacements))
 
 
 def _hashable_scope(account_id) -> bool:

@@ -605,14 +605,7 @@ class Classifier:
                 self.layouts.put(key, layout)
         if secrets:
             record = pointers.replace(record, secrets, self.hash_secret)
-        if self.schema_check:
-            kept = layout.schema  # the layout's compiled check (see _layout_schema_check)
-            if kept is not None and kept[1] is not None and kept[0] is self.schema_check:
-                schema_errors = kept[1](record)
-            else:
-                schema_errors = self._layout_schema_check(layout, family, record)
-        else:
-            schema_errors = []
+        schema_errors = self._layout_schema_check(layout, family, record) if self.schema_check else []
         if item.source is not None:
             env = {"envelope_version": ENVELOPE_VERSION, "event_id": event_id, "event_type": family,
                    "account_id": account_id, "policy_version": self.policy.version, "classified_at": now,

@@ -69,20 +69,17 @@ def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int 
     # the bracket count bounds the depth: only a value with many brackets is walked
     if scan.count(b"[") > max_depth and _max_depth(raw, max_depth) > max_depth:
         raise DecodeError("too_deep", f"nesting deeper than {max_depth} levels")
-    if _DIGIT_RUN in scan:  # _inexact(raw): the exact parser; else orjson, once
-        value = _loads(raw)
-    else:
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = _loads(raw)  # the exact parser's rules for what orjson refuses (same error)
+    value = _loads(raw, inexact=_DIGIT_RUN in scan)
     if not isinstance(value, dict):
         raise DecodeError("not_object", f"a JSON {_type_name(value)}, not an object")
     return value
 
 
-def _loads(raw: bytes):
-    if not _inexact(raw):
+def _loads(raw: bytes, *, inexact: bool | None = None):
+    """Parse ``raw``: orjson unless it would read a number differently (``inexact``:
+    :func:`_inexact`, worked out here when not given), the standard library otherwise and
+    for what orjson refuses that the standard library may still read exactly."""
+    if not (_inexact(raw) if inexact is None else inexact):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -127,8 +127,7 @@ class DriftMonitor:
         """:meth:`observe` with the rule's :meth:`_rule` entry at hand."""
         spec = self.spec
         win, checks, skip = known
-        # pii_kinds finds nothing in a non-string or a string under 5 characters
-        hit = isinstance(value, str) and len(value) >= 5 and bool(pii_kinds(value, checks, skip))
+        hit = bool(pii_kinds(value, checks, skip))
         win.add(hit)
         win.seen += 1
         drifting = len(win.samples) >= spec.min_samples and win.hits / len(win.samples) > spec.threshold

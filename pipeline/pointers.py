@@ -138,7 +138,7 @@ def subset(record, pointers):
     out: dict = {}
     positions: dict[int, dict[int, int]] = {}  # id(output list) -> {source index: output index}
     for ptr in pointers:
-        segs = _split_cached(ptr)
+        segs = split_cached(ptr)
         if not segs:
             continue
         src, dst = record, out
@@ -176,18 +176,19 @@ def subset(record, pointers):
 
 
 @lru_cache(maxsize=65536)
-def _split_cached(pointer: str) -> tuple[str, ...]:
+def split_cached(pointer: str) -> tuple[str, ...]:
+    """:func:`split` as a tuple, kept for the most recent 65,536 pointers: the pointers of a
+    stream's envelopes come back with every record of a shape (bounded: a pointer can hold
+    data, ``/tags/+14155550123``)."""
     return tuple(split(pointer))
 
 
-def replace(record: dict, ptrs: list[str], fn, *, segments=None) -> dict:
+def replace(record: dict, ptrs: list[str], fn) -> dict:
     """A copy of ``record`` with the values at ``ptrs`` replaced by ``fn(value)``; only the
-    containers on the paths are copied. ``segments``: ``pointer -> its segments``, for a
-    caller that keeps them (default :func:`split`)."""
-    split_ptr = segments or split
+    containers on the paths are copied."""
     root = dict(record)
     for ptr in ptrs:
-        segs = split_ptr(ptr)
+        segs = split_cached(ptr)
         node = root
         for i, seg in enumerate(segs):
             last = i == len(segs) - 1

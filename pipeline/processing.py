@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 from pipeline.anonymise import Anonymiser
 from pipeline.classify import Classifier, ClassifyInput, classify_input, fill_scans, scan_texts
@@ -300,27 +301,15 @@ class Processor:
         new_keys: list[OutputMessage] = []
         seal = None
         if state.ring is not None and account and not deleted and not deletion:
-            seal = state.sealer(self, account, new_keys)
+            seal = partial(self._seal, state.ring, account, new_keys)
         outputs = router.route(env, input_key=rec.key, deleted=deleted,
                                consents=state.consents_of(account), seal=seal, layout=layout)
         if deletion and account:
             outputs.extend(self._shred(account, state))
         outcome = "deletion" if deletion else "classified"
-        # a new data key is produced (and awaited by the worker) before the content it seals;
-        # every output is checked against the producer's size limit (:meth:`_fit`, inlined)
-        limit = self.max_bytes - _SIZE_MARGIN
-        for o in outputs:
-            value, key = o.value, o.key
-            size = (len(value) if value else 0) + (len(key) if key else 0)
-            for hk, hv in o.headers:
-                size += len(hk) + len(hv)
-            new_keys.append(o if size <= limit else self._too_large(rec, o, size))
-        outputs = new_keys
-        deadletter = self.topics.deadletter
-        if layout is not None:
-            stats = _layout_stats(env, outputs, layout, deadletter)
-        else:
-            stats = _stats(env, outputs, None, deadletter)
+        # a new data key is produced (and awaited by the worker) before the content it seals
+        outputs = self._fit_all(rec, outputs, new_keys)
+        stats = _stats(env, outputs, layout, self.topics.deadletter)
         flagged = self.drift.sample(env, layout)
         if flagged:
             stats.drift.update(flagged)
@@ -343,16 +332,24 @@ class Processor:
         return [OutputMessage(self.topics.keys, k, None) for k in state.ring.forget(account)]
 
     def _fit(self, rec: SourceRecord, out: OutputMessage) -> OutputMessage:
-        """Replace an output over the producer's size limit by a dead letter. Counted: the
-        key and value bytes plus, per header, its name's characters and its value's bytes;
-        the count must leave :data:`_SIZE_MARGIN` bytes under ``max_bytes``. :meth:`_route`
-        inlines the same count (no call per output); both use :meth:`_too_large`."""
-        size = len(out.value or b"") + len(out.key or b"")
-        for k, v in out.headers:
-            size += len(k) + len(v)
-        if size + _SIZE_MARGIN <= self.max_bytes:
-            return out
-        return self._too_large(rec, out, size)
+        """``out``, or the dead letter that replaces it when it is over the producer's size
+        limit (:meth:`_fit_all` of one output)."""
+        return self._fit_all(rec, (out,), [])[0]
+
+    def _fit_all(self, rec: SourceRecord, outputs, into: list[OutputMessage]) -> list[OutputMessage]:
+        """``into`` extended with ``outputs``, each replaced by a dead letter when over the
+        producer's size limit; returns ``into``. Counted: the key and value bytes plus, per
+        header, its name's characters and its value's bytes; the count must leave
+        :data:`_SIZE_MARGIN` bytes under ``max_bytes``. One loop for a record's outputs (the
+        serving path routes ~5 per record)."""
+        limit = self.max_bytes - _SIZE_MARGIN
+        for out in outputs:
+            value, key = out.value, out.key
+            size = (len(value) if value else 0) + (len(key) if key else 0)
+            for k, v in out.headers:
+                size += len(k) + len(v)
+            into.append(out if size <= limit else self._too_large(rec, out, size))
+        return into
 
     def _too_large(self, rec: SourceRecord, out: OutputMessage, size: int) -> OutputMessage:
         """The dead letter that replaces ``out``, ``size`` bytes as counted by :meth:`_fit`
@@ -431,14 +428,13 @@ class StagedBatch:
 class _BatchState:
     """Issue 7 state during one batch: the caller's mappings plus this batch's changes."""
 
-    __slots__ = ("base_deleted", "deleted", "base_consents", "consents", "ring", "_sealer")
+    __slots__ = ("base_deleted", "deleted", "base_consents", "consents", "ring")
 
     def __init__(self, deleted: Container[str], consents: Mapping[str, Mapping[str, bool]],
                  ring: KeyRing | None):
         self.base_deleted, self.deleted = deleted, set()
         self.base_consents, self.consents = consents, {}
         self.ring = ring
-        self._sealer: _Sealer | None = None
 
     def is_deleted(self, account: str) -> bool:
         return account in self.deleted or account in self.base_deleted
@@ -454,33 +450,6 @@ class _BatchState:
         flags = merge(self.consents_of(account), update)
         self.consents[account] = flags
         return flags
-
-    def sealer(self, processor: Processor, account: str, new_keys: list[OutputMessage]):
-        """The ``seal(msg)`` callable for the record being routed (account ``account``, new
-        data keys to ``new_keys``): the batch's one :class:`_Sealer`, pointed at this record,
-        instead of a closure per record. Valid until the next call (the router seals during
-        ``route`` only)."""
-        sealer = self._sealer
-        if sealer is None:
-            sealer = self._sealer = _Sealer(processor, self.ring)
-        sealer.account, sealer.new_keys = account, new_keys
-        return sealer.seal
-
-
-class _Sealer:
-    """:meth:`Processor._seal` for the record currently routed in a batch (see
-    :meth:`_BatchState.sealer`)."""
-
-    __slots__ = ("account", "new_keys", "processor", "ring")
-
-    def __init__(self, processor: Processor, ring: KeyRing):
-        self.processor, self.ring = processor, ring
-        self.account: str | None = None
-        self.new_keys: list[OutputMessage] = []
-
-    def seal(self, msg: dict) -> None:
-        """Seal ``msg`` with the current record's account data key."""
-        self.processor._seal(self.ring, self.account, self.new_keys, msg)
 
 
 def _cfg(retention_ms: int, cleanup: str) -> dict[str, str]:

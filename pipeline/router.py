@@ -833,7 +833,7 @@ class _Compiled:
         (:func:`pipeline.consent.allows`)."""
         if not consents:
             return self._none_allowed
-        return tuple([consents.get(flag) is True for flag in self._purpose_flags])
+        return tuple([allows(consents, flag) for flag in self._purpose_flags])
 
     def route_plan(self, record: dict, account: str | None, deleted: bool,
                    consents: Mapping[str, bool] | None, sealing: bool) -> _RoutePlan:

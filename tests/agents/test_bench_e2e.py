@@ -7,7 +7,7 @@ import uuid
 import orjson
 import pytest
 
-from agents.bench import _Client, _phase, run_e2e
+from agents.bench import _Client, run_e2e
 from pipeline.records import SourceRecord
 from pipeline.settings import Settings
 

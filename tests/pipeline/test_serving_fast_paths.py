@@ -1,6 +1,6 @@
 """The serving path's fast paths give the plain computation's result, on real values:
 
-- the producer size check inlined in ``Processor._route`` (a record's outputs against
+- the producer size check of ``Processor._route`` (a record's outputs against
   ``max_bytes``): the same outputs and dead letters as :meth:`Processor._fit` at, just under
   and just over the limit;
 - ``_layout_stats`` (counts from the layout) equal to ``_stats`` without a layout (every
@@ -9,8 +9,8 @@
   without one, window by window, and ``None`` exactly for the envelopes not sampled;
 - ``decode_object`` on bytes, bytearray and memoryview, at the depth limit and around the
   digit runs orjson would get wrong, equal to the standard library;
-- the per-batch sealer: every sealed record is encrypted with its own account's data key;
-- the classifier's inlined schema check equal to the checker on the record;
+- sealing in a batch: every sealed record is encrypted with its own account's data key;
+- the classifier's per-layout schema check equal to the checker on the record;
 - ``classify_input`` equal to ``ClassifyInput(...)``.
 """
 
@@ -64,7 +64,7 @@ def _view(outputs):
 @pytest.mark.parametrize("offset", [-1, 0, 1, 512])
 def test_size_check_matches_fit_at_the_limit(fixed_processor, records, offset):
     """max_bytes set so that the record's largest output is ``offset`` bytes under the limit
-    minus the margin (-1: one byte over): the inlined check keeps or dead-letters exactly the
+    minus the margin (-1: one byte over): the check keeps or dead-letters exactly the
     outputs ``_fit`` does, with the same dead letters."""
     proc = fixed_processor
     saved = proc.max_bytes
@@ -270,23 +270,8 @@ def test_batch_sealer_seals_each_record_with_its_own_account(processor):
         assert content == {"body": f"note {i} for the account"}
 
 
-def test_batch_state_sealer_is_pointed_at_the_current_record(processor):
-    state = _BatchState(frozenset(), {}, processor.keyring.for_batch({}))
-    first, second = [], []
-    seal_a = state.sealer(processor, AC, first)
-    msg_a = {"record": {"x": 1}}
-    seal_a(msg_a)
-    seal_b = state.sealer(processor, AC2, second)
-    msg_b = {"record": {"x": 2}}
-    seal_b(msg_b)
-    assert [o.key.split(b"/")[0] for o in first] == [AC.encode()]
-    assert [o.key.split(b"/")[0] for o in second] == [AC2.encode()]
-    assert state.ring.decrypt(AC, msg_a["record_encrypted"]) == b'{"x":1}'
-    assert state.ring.decrypt(AC2, msg_b["record_encrypted"]) == b'{"x":2}'
-
-
 # -- schema check ------------------------------------------------------------------------------------
-def test_inlined_schema_check_equals_the_checker(fixed_processor, records):
+def test_layout_schema_check_equals_the_checker(fixed_processor, records):
     proc = fixed_processor
     checker = proc.classifier.schema_check
     bad = [SourceRecord("cpaas.calls.v1", 0, 900 + i, b"k", encode(v)) for i, v in enumerate([
