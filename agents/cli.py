@@ -78,8 +78,9 @@ def _add_run(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from agents.runner import render_summary, run_job
 
-    if args.input is not None and not args.input.is_file():
-        print(f"privacy-pipeline run: no such file: {args.input}", file=sys.stderr)
+    problem = None if args.input is None else _input_problem(args.input)
+    if problem is not None:
+        print(f"privacy-pipeline run: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.events < 1:
         print("privacy-pipeline run: --events must be at least 1", file=sys.stderr)
@@ -155,8 +156,9 @@ def _add_produce(sub) -> None:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        print(f"privacy-pipeline produce: no such file: {args.file}", file=sys.stderr)
+    problem = _input_problem(args.file)
+    if problem is not None:
+        print(f"privacy-pipeline produce: {problem}", file=sys.stderr)
         return EXIT_USAGE
     settings = _settings(kafka_broker=args.broker)
     if not settings.kafka_broker:
@@ -173,36 +175,45 @@ def cmd_produce(args: argparse.Namespace) -> int:
     )
 
     from agents.topics import producer_config
-    from pipeline.adapters import adapt_line
+    from pipeline.adapters import Rejection, adapt_line
     from pipeline.offline import iter_lines
 
     with args.file.open("rb") as fh:
         total = sum(1 for line in iter_lines(fh) if line.strip())
     producer = KafkaProducer(**producer_config(settings))
     sent = failed = 0
+    rejected: list[int] = []  # line numbers (1-based) not in the declared --format
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=_console(stderr=True)) as progress:
             task = progress.add_task(f"→ {args.topic}", total=total)
             futures = []
             with args.file.open("rb") as fh:
-                for line in iter_lines(fh):
+                for number, line in enumerate(iter_lines(fh), 1):
                     if not line.strip():
                         continue
-                    value, _ = adapt_line(line, args.format) if args.format != "json" else (line, None)
+                    value, hint = adapt_line(line, args.format) if args.format != "json" else (line, None)
+                    if isinstance(hint, Rejection):
+                        rejected.append(number)
+                        progress.update(task, advance=1)
+                        continue
                     key = _key_of(value, args.key_field) if args.key_field else None
                     futures.append(producer.send(args.topic, key=key, value=value))
                     if len(futures) >= 500:
                         sent, failed = _drain(futures, sent, failed)
-                        progress.update(task, completed=sent + failed)
+                        progress.update(task, completed=sent + failed + len(rejected))
             producer.flush()
             sent, failed = _drain(futures, sent, failed)
-            progress.update(task, completed=sent + failed)
+            progress.update(task, completed=sent + failed + len(rejected))
     finally:
         producer.close(timeout=10)
     print(f"produced {sent} records to {args.topic}" + (f", {failed} failed" if failed else ""),
           file=sys.stderr)
-    return EXIT_OK if not failed else EXIT_FAILED
+    if rejected:
+        shown = ", ".join(str(n) for n in rejected[:10]) + (", ..." if len(rejected) > 10 else "")
+        print(f"not produced: {len(rejected)} line(s) not in the format {args.format} (line {shown})",
+              file=sys.stderr)
+    return EXIT_OK if not failed and not rejected else EXIT_FAILED
 
 
 def _drain(futures: list, sent: int, failed: int) -> tuple[int, int]:
@@ -248,19 +259,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from pipeline.offline import classify_stream
     from pipeline.processing import Processor
 
+    try:
+        infile = _open_input(args.input)  # before the models load: a wrong path fails fast
+    except FileNotFoundError as exc:
+        print(f"privacy-pipeline classify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings(policy=args.policy)
-    processor = Processor.from_settings(settings)
-    if args.input == "-":
-        counts = classify_stream(sys.stdin.buffer, sys.stdout.buffer, processor=processor,
+    try:
+        processor = Processor.from_settings(settings)
+        counts = classify_stream(infile, sys.stdout.buffer, processor=processor,
                                  event_type=args.event_type, fmt=args.format)
-    else:
-        path = Path(args.input)
-        if not path.is_file():
-            print(f"privacy-pipeline classify: no such file: {path}", file=sys.stderr)
-            return EXIT_USAGE
-        with path.open("rb") as fh:
-            counts = classify_stream(fh, sys.stdout.buffer, processor=processor,
-                                     event_type=args.event_type, fmt=args.format)
+    finally:
+        if infile is not sys.stdin.buffer:
+            infile.close()
     print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())), file=sys.stderr)
     return EXIT_OK
 
@@ -509,14 +520,28 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _input_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as an input file (``"no such file: PATH"``, ``"PATH is a
+    directory, not a file"``, ``"cannot read PATH: permission denied"``), ``None`` when it can."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if not path.is_file():
+        return f"no such file: {path}"
+    if not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
+
+
 def _open_input(name: str):
-    """A binary input stream for ``name`` (``-`` = stdin); raises FileNotFoundError."""
+    """A binary input stream for ``name`` (``-`` = stdin); raises FileNotFoundError with
+    :func:`_input_problem`'s reason as its message."""
     if name == "-":
         return sys.stdin.buffer
-    path = Path(name)
-    if not path.is_file():
-        raise FileNotFoundError(name)
-    return path.open("rb")
+    problem = _input_problem(name)
+    if problem is not None:
+        raise FileNotFoundError(problem)
+    return Path(name).open("rb")
 
 
 def _add_anonymise(sub) -> None:
@@ -536,8 +561,8 @@ def cmd_anonymise(args: argparse.Namespace) -> int:
 
     try:
         infile = _open_input(args.input)
-    except FileNotFoundError:
-        print(f"privacy-pipeline anonymise: no such file: {args.input}", file=sys.stderr)
+    except FileNotFoundError as exc:
+        print(f"privacy-pipeline anonymise: {exc}", file=sys.stderr)
         return EXIT_USAGE
     processor = Processor.from_settings(_settings(policy=args.policy))
     with infile:
@@ -565,8 +590,8 @@ def cmd_deanonymise(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         infile = _open_input(args.input)
-    except FileNotFoundError:
-        print(f"privacy-pipeline deanonymise: no such file: {args.input}", file=sys.stderr)
+    except FileNotFoundError as exc:
+        print(f"privacy-pipeline deanonymise: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with infile:
         counts = deanonymise_stream(infile, sys.stdout.buffer, settings=settings)

@@ -61,6 +61,8 @@ class InputEvent:
     account_id: str | None = None
     deletes_account: bool = False
     bad: bool = False
+    #: Not in the declared ``--format`` (an ``asterisk-csv`` line that is no CDR): not produced.
+    rejected: bool = False
 
 
 def default_sms_path() -> Path | None:
@@ -89,8 +91,9 @@ def sample_inputs(settings: Settings, n: int = 3000, *, seed: int = 7,
 
 def file_inputs(settings: Settings, path: str | Path, fmt: str = "auto") -> list[InputEvent]:
     """Records of a JSON Lines file; each goes to the input topic of its inferred family
-    (undecodable lines to the messages topic, to be dead-lettered there)."""
-    from pipeline.adapters import adapt_line
+    (undecodable lines to the messages topic, to be dead-lettered there). A line not in the
+    declared ``fmt`` comes back with ``rejected`` set (:func:`run_job` does not produce it)."""
+    from pipeline.adapters import Rejection, adapt_line
     from pipeline.codec import decode_object
     from pipeline.offline import iter_lines
 
@@ -103,6 +106,9 @@ def file_inputs(settings: Settings, path: str | Path, fmt: str = "auto") -> list
             if not line.strip():
                 continue
             value, hint = adapt_line(line, fmt)
+            if isinstance(hint, Rejection):
+                out.append(InputEvent(names.calls, None, value, bad=True, rejected=True))
+                continue
             family, event_id, account_id = hint or "message", None, None
             try:
                 obj = decode_object(value)
@@ -477,6 +483,10 @@ def run_job(
         if input_path is not None:
             inputs = file_inputs(settings, input_path, fmt)
             status(f"{len(inputs)} records from {input_path}")
+            rejected = [e for e in inputs if e.rejected]
+            if rejected:
+                inputs = [e for e in inputs if not e.rejected]
+                status(f"{len(rejected)} lines not in the format {fmt} were not produced")
             limit = settings.producer_max_request_size
             oversize = [e for e in inputs if len(e.value or b"") + len(e.key or b"") + 512 > limit]
             if oversize:

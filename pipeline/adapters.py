@@ -1,11 +1,17 @@
 """Input adapters (issue 5): one input line -> the JSON bytes of one event.
 
-Formats: ``json`` (a JSON object per line, passed through untouched), ``cloudevents``
+Formats: ``json`` (a JSON object per line, passed through), ``cloudevents``
 (structured-mode CloudEvents JSON, passed through: the classifier recognises them),
 ``asterisk-csv`` (an Asterisk ``Master.csv`` CDR line -> a call event with named fields),
 ``auto`` (a line starting with ``{`` is JSON, a CSV line with Asterisk's column count, a
 ``start`` timestamp and integer ``duration``/``billsec`` is a CDR, anything else is passed
-through as JSON and dead-lettered if it is not). A UTF-8 byte-order mark is tolerated.
+through as JSON and dead-lettered if it is not). A UTF-8 byte-order mark at the start
+of a line is tolerated (RFC 8259 section 8.1 lets a parser ignore it): it is dropped from
+a JSON line and ignored in a CSV line.
+
+A line that is not in the format the caller declared (``asterisk-csv`` and the line is no
+CDR) comes back with a :class:`Rejection` instead of a family hint: ``classify`` makes it a
+dead letter with the rejection's kind, ``produce`` and ``run`` do not send it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 
 from pipeline.codec import encode
 
@@ -26,18 +33,41 @@ ASTERISK_COLUMNS = (
 )
 
 
-def adapt_line(line: bytes, fmt: str = "auto") -> tuple[bytes, str | None]:
-    """``(value bytes, family hint or None)`` for one input line (without its newline).
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input line is not in the format the caller declared: the dead-letter ``kind``
+    and a ``message`` naming the format only (never the line's content)."""
+
+    kind: str
+    message: str
+
+
+#: An ``asterisk-csv`` line that is not a CDR (a JSON line, too few or too many columns).
+NOT_A_CDR = Rejection("not_asterisk_cdr", "the line is not an Asterisk CDR (a CSV line of 16 to "
+                      f"{len(ASTERISK_COLUMNS)} columns) although the format asterisk-csv was declared")
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def adapt_line(line: bytes, fmt: str = "auto") -> tuple[bytes, str | Rejection | None]:
+    """``(value bytes, hint)`` for one input line (without its newline). The hint is a family
+    (``"call"`` for an Asterisk CDR), ``None`` (the classifier infers the family) or a
+    :class:`Rejection` (the line is not in the declared format: ``value`` is the line as
+    read, for the dead letter's raw bytes).
 
     Raises ``ValueError`` for an unknown ``fmt``. Never raises for bad content: bad bytes
-    are returned as they are, to be dead-lettered by the processor with a reason.
+    are returned as they are, to be dead-lettered by the processor with a reason. A leading
+    UTF-8 byte-order mark is dropped from a JSON line.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "asterisk-csv":
+        converted = _try_asterisk(line, strict=False)
+        return (converted, "call") if converted is not None else (line, NOT_A_CDR)
+    if line.startswith(_BOM):
+        line = line[len(_BOM):]
     if fmt in ("json", "cloudevents"):
         return line, None
-    if fmt == "asterisk-csv":
-        return asterisk_csv_to_json(line), "call"
     stripped = line.lstrip()
     if stripped.startswith(b"{") or not stripped:
         return line, None
@@ -67,6 +97,6 @@ def _try_asterisk(line: bytes, strict: bool = True) -> bytes | None:
 
 def asterisk_csv_to_json(line: bytes) -> bytes:
     """An Asterisk CDR CSV line -> JSON bytes of ``{column: value}``; a line that is not a
-    CDR is returned unchanged (and dead-lettered downstream)."""
+    CDR is returned unchanged (:func:`adapt_line` rejects it with :data:`NOT_A_CDR`)."""
     converted = _try_asterisk(line, strict=False)
     return converted if converted is not None else line

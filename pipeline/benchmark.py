@@ -27,12 +27,14 @@ like on a shared machine:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -328,6 +330,18 @@ def ner_limit(texts: Sequence[str], n_events: int, *, model_name: str | None = "
             "events_per_s": round(n_events / secs, 1) if secs else 0.0}
 
 
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Within the block, logger ``name`` drops records below ``level`` (restored after)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def presidio_baselines(records: Sequence[SourceRecord], texts: Sequence[str], *,
                        dict_sample: int = 60, model_name: str | None = "auto",
                        repeat: int = 1) -> dict:
@@ -339,17 +353,20 @@ def presidio_baselines(records: Sequence[SourceRecord], texts: Sequence[str], *,
 
     engine = stock_presidio_engine(model_name)
     batch = BatchAnalyzerEngine(analyzer_engine=engine)
-    list(batch.analyze_iterator(list(texts[:16]), language="en", batch_size=64))
-    it_rate, it_secs = _best_rate(
-        len(records), lambda: list(batch.analyze_iterator(list(texts), language="en", batch_size=64)),
-        repeat)
-    sample = [json.loads(r.value) for r in records[:dict_sample]]
+    # stock Presidio warns once per spaCy entity it has no mapping for (CARDINAL, DATE, ...):
+    # hundreds of lines before the table; the baseline's results do not depend on them
+    with quiet_logger("presidio-analyzer"):
+        list(batch.analyze_iterator(list(texts[:16]), language="en", batch_size=64))
+        it_rate, it_secs = _best_rate(
+            len(records), lambda: list(batch.analyze_iterator(list(texts), language="en", batch_size=64)),
+            repeat)
+        sample = [json.loads(r.value) for r in records[:dict_sample]]
 
-    def run_dict():
-        for obj in sample:
-            list(batch.analyze_dict(obj, language="en"))
+        def run_dict():
+            for obj in sample:
+                list(batch.analyze_dict(obj, language="en"))
 
-    d_rate, d_secs = _best_rate(len(sample), run_dict, repeat)
+        d_rate, d_secs = _best_rate(len(sample), run_dict, repeat)
     return {
         "analyze_iterator": {"events": len(records), "texts": len(texts), "seconds": round(it_secs, 3),
                              "events_per_s": round(it_rate, 1)},
@@ -552,8 +569,15 @@ def _rounds(measure: dict) -> str:
     return "1" if not rounds else f"{len(rounds)}: " + " / ".join(f"{v:,.0f}" for v in rounds)
 
 
+def _mark(res: dict, target: str) -> str:
+    """``"✓ "`` or ``"✗ MISSED: "`` for ``res["targets"][target]``; ``""`` when not measured."""
+    met = res.get("targets", {}).get(target)
+    return "" if met is None else ("✓ " if met else "✗ MISSED: ")
+
+
 def table_rows(res: dict) -> list[tuple[str, str, str]]:
-    """``(measure, value, note)`` rows for the offline and (when present) e2e results."""
+    """``(measure, value, note)`` rows for the offline and (when present) e2e results; the
+    note of a measure with a target starts with ✓ (met) or ✗ MISSED (see ``res["targets"]``)."""
     cores = res["machine"]["cores"]
     r, b, o = res["ratios"], res["baselines"], res["ours"]
     rows = [
@@ -567,19 +591,21 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
          f"{_fmt(res['ner_limit']['texts_per_s'])} texts/s"),
         (f"classify, whole machine ({cores} cores)", _fmt(o["machine"]["events_per_s"], " ev/s"),
          f"{o['machine']['detector_processes']} detector processes"),
-        ("  vs analyze_iterator", _fmt(r["vs_analyze_iterator"], "x"), "target >= 2.5x"),
-        ("  vs analyze_dict", _fmt(r["vs_analyze_dict"], "x"), "target >= 60x"),
+        ("  vs analyze_iterator", _fmt(r["vs_analyze_iterator"], "x"),
+         _mark(res, "vs_analyze_iterator>=2.5") + "target >= 2.5x"),
+        ("  vs analyze_dict", _fmt(r["vs_analyze_dict"], "x"), _mark(res, "vs_analyze_dict>=60") + "target >= 60x"),
         ("classify, one core (in-process)", _fmt(o["core"]["events_per_s"], " ev/s"),
          f"whole machine / cores = {_fmt(r['machine_per_core'])} ev/s"),
         ("  share of the NER limit", _fmt(r["core_share_of_ner_limit"], "x"), "one core vs one core"),
         ("structured-only, one core", _fmt(res["structured"]["events_per_s"], " ev/s"),
-         f"target >= 20,000; best of {_rounds(res['structured'])}"),
+         _mark(res, "structured_per_core>=20000") + f"target >= 20,000; best of {_rounds(res['structured'])}"),
         ("A2P messages", _fmt(res["a2p"]["a2p"]["events_per_s"], " ev/s"),
          f"template cache; best of {_rounds(res['a2p']['a2p'])}"),
         ("P2P messages", _fmt(res["a2p"]["p2p"]["events_per_s"], " ev/s"),
          f"SMS bodies; best of {_rounds(res['a2p']['p2p'])}"),
         ("  A2P / P2P", _fmt(r["a2p_vs_p2p"], "x"),
-         "target >= 3x; median of rounds " + " / ".join(_fmt(x, "x") for x in res["a2p"]["ratios"])),
+         _mark(res, "a2p_vs_p2p>=3") + "target >= 3x; median of rounds "
+         + " / ".join(_fmt(x, "x") for x in res["a2p"]["ratios"])),
         ("peak memory, offline bench", _fmt(res.get("pss_peak_mb"), " MB"),
          f"PSS, this process + children (RSS summed: {_fmt(res['rss_peak_mb'], ' MB')})"),
     ]
@@ -589,16 +615,18 @@ def table_rows(res: dict) -> list[tuple[str, str, str]]:
         rows += [
             ("e2e, one worker, full load", _fmt(full["events_per_s"], " ev/s"),
              f"p50 {_fmt(full['p50_ms'])} ms, p99 {_fmt(full['p99_ms'])} ms"),
-            ("  share of offline classify", _fmt(e2e.get("share_of_offline"), "x"), "target >= 0.5"),
+            ("  share of offline classify", _fmt(e2e.get("share_of_offline"), "x"),
+             _mark(res, "e2e_share>=0.5") + "target >= 0.5"),
             ("e2e, one worker, half load", _fmt(half["events_per_s"], " ev/s"),
-             f"p50 {_fmt(half['p50_ms'])} ms, p99 {_fmt(half['p99_ms'])} ms (target <= 1,000)"),
+             _mark(res, "e2e_half_p99<=1000ms")
+             + f"p50 {_fmt(half['p50_ms'])} ms, p99 {_fmt(half['p99_ms'])} ms (target <= 1,000)"),
         ]
         if e2e.get("two_workers"):
             two = e2e["two_workers"]
             rows.append((f"e2e, two workers ({cores} cores)", _fmt(two["events_per_s"], " ev/s"),
                          f"{_fmt(e2e.get('two_vs_one'), 'x')} one worker"))
         rows.append(("worker peak memory (with children)", _fmt(e2e.get("worker_pss_peak_mb"), " MB"),
-                     "PSS, each page once; target <= 800"))
+                     _mark(res, "worker_memory<=800MB") + "PSS, each page once; target <= 800"))
         rows.append(("  RSS summed over its processes", _fmt(e2e.get("worker_rss_peak_mb"), " MB"),
                      "shared model pages counted once per child"))
     elif e2e and e2e.get("error"):

@@ -6,7 +6,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from pipeline.adapters import adapt_line
+from pipeline.adapters import Rejection, adapt_line
 from pipeline.codec import encode
 from pipeline.records import ProcessResult, SourceRecord
 
@@ -23,31 +23,42 @@ def iter_lines(infile: BinaryIO):
         yield raw
 
 
-def _family_groups(hints: list[str | None], event_type: str) -> list[tuple[str, list[int]]]:
+def _family_groups(hints: list[str | Rejection | None], event_type: str) -> list[tuple[str, list[int]]]:
     """Indices per family: ``event_type`` unless it is ``auto``, in which case an adapter's
-    hint (``call`` for an Asterisk CDR) or inference (``auto``) decides."""
+    hint (``call`` for an Asterisk CDR) or inference (``auto``) decides. Lines with a
+    :class:`~pipeline.adapters.Rejection` hint are in no group."""
     groups: dict[str, list[int]] = {}
     for i, hint in enumerate(hints):
+        if isinstance(hint, Rejection):
+            continue
         fam = event_type if event_type != "auto" else (hint or "auto")
         groups.setdefault(fam, []).append(i)
     return list(groups.items())
 
 
-def classify_chunks(processor, chunks: Iterable[tuple[list[SourceRecord], list[str | None]]],
+def _rejected(processor, records: list[SourceRecord], hints: list) -> list[ProcessResult | None]:
+    """A result slot per record: the dead letter of each rejected line, ``None`` elsewhere."""
+    return [processor.reject(rec, hint.kind, hint.message) if isinstance(hint, Rejection) else None
+            for rec, hint in zip(records, hints)]
+
+
+def classify_chunks(processor, chunks: Iterable[tuple[list[SourceRecord], list[str | Rejection | None]]],
                     event_type: str) -> Iterator[list[ProcessResult]]:
     """Results per ``(records, hints)`` chunk, same order in and out (see
     :func:`classify_chunk`). The chunks go through
     :meth:`~pipeline.processing.Processor.process_batches`, one batch per family present in a
     chunk, so a detector pool overlaps chunk N's detection with chunk N-1's routing and chunk
-    N+1's classification; ``chunks`` is read one chunk ahead of the results."""
-    plans: deque[tuple[int, list[tuple[str, list[int]]]]] = deque()
+    N+1's classification; ``chunks`` is read one chunk ahead of the results. A line whose
+    hint is a :class:`~pipeline.adapters.Rejection` becomes a dead letter with its kind
+    (:meth:`~pipeline.processing.Processor.reject`), in its place."""
+    plans: deque[tuple[list[SourceRecord], list, list[tuple[str, list[int]]]]] = deque()
 
     def batches():
         for records, hints in chunks:
             if not records:
                 continue
             groups = _family_groups(hints, event_type)
-            plans.append((len(records), groups))
+            plans.append((records, hints, groups))
             for fam, idx in groups:
                 yield [records[i] for i in idx], fam
 
@@ -56,20 +67,27 @@ def classify_chunks(processor, chunks: Iterable[tuple[list[SourceRecord], list[s
     k = 0
     for results in processor.process_batches(batches()):
         if k == 0:
-            n, groups = plans.popleft()
-            out = [None] * n
+            while not plans[0][2]:  # a chunk of rejected lines only: nothing to wait for
+                records, hints, _ = plans.popleft()
+                yield _rejected(processor, records, hints)  # type: ignore[misc]
+            records, hints, groups = plans.popleft()
+            out = _rejected(processor, records, hints)
         for i, res in zip(groups[k][1], results):
             out[i] = res
         k += 1
         if k == len(groups):
             k = 0
             yield out  # type: ignore[misc]
+    while plans:
+        records, hints, _ = plans.popleft()
+        yield _rejected(processor, records, hints)  # type: ignore[misc]
 
 
-def classify_chunk(processor, records: list[SourceRecord], hints: list[str | None],
+def classify_chunk(processor, records: list[SourceRecord], hints: list[str | Rejection | None],
                    event_type: str) -> list[ProcessResult]:
     """Process records whose family is ``event_type`` unless it is ``auto``, in which case an
-    adapter's hint (``call`` for an Asterisk CDR) or inference decides. Same order out."""
+    adapter's hint (``call`` for an Asterisk CDR) or inference decides; a
+    :class:`~pipeline.adapters.Rejection` hint makes a dead letter. Same order out."""
     return next(classify_chunks(processor, [(records, hints)], event_type), [])
 
 
@@ -89,7 +107,7 @@ def classify_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_typ
 
     def chunks():
         records: list[SourceRecord] = []
-        hints: list[str | None] = []
+        hints: list[str | Rejection | None] = []
         for n, line in enumerate(iter_lines(infile)):
             value, hint = adapt_line(line, fmt)
             records.append(SourceRecord(source_name, None, n, None, value))

@@ -360,6 +360,12 @@ class Processor:
         return OutputMessage(self.topics.deadletter, rec.key, encode(dl),
                              _dl_headers(out.headers, "output_too_large") + _carried(rec))
 
+    def reject(self, rec: SourceRecord, kind: str, message: str) -> ProcessResult:
+        """The dead-letter result for ``rec`` with the error ``kind`` and ``message``, for a
+        record its caller refuses before classification (offline: a line not in the
+        declared ``--format``). ``message`` must not quote the record's content."""
+        return self._deadletter(rec, kind, message)
+
     def _deadletter(self, rec: SourceRecord, kind: str, message: str) -> ProcessResult:
         dl = build_deadletter(rec, kind, message, max_bytes=self.max_bytes)
         headers = (("event-id", ("sha256:" + dl["raw_sha256"][:32]).encode()),

@@ -51,6 +51,20 @@ def test_run_rejects_a_missing_input_file(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["classify", "anonymise", "run", "produce"])
+@pytest.mark.parametrize("kind, expected", [("missing", "no such file: "),
+                                            ("directory", " is a directory, not a file")])
+def test_input_paths_that_are_not_files_are_usage_errors(command, kind, expected, tmp_path, capsys):
+    path = tmp_path / "in"
+    if kind == "directory":
+        path.mkdir()
+    args = {"classify": ["classify", str(path)], "anonymise": ["anonymise", str(path)],
+            "run": ["run", "--input", str(path)], "produce": ["produce", "--topic", "t", str(path)]}[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"privacy-pipeline {command}: " in err and expected in err and "Traceback" not in err
+
+
 def test_worker_starts_in_a_fresh_directory_with_the_default_data_dir(tmp_path):
     """The default data directory is relative (``var/privacy-pipeline``) and Faust makes it
     without its parents: the worker command makes it, so a fresh checkout starts."""
@@ -126,6 +140,17 @@ def test_produce_and_topics_against_the_broker(broker, tmp_path, monkeypatch, ca
         assert keys == {f"SM{i:032x}".encode() for i in range(250)}
     finally:
         consumer.close()
+
+    # --format asterisk-csv: a line that is no CDR is not produced, named by number, exit 1
+    cdr = ('"acme","4155550100","200","from-internal","Ada <4155550100>","SIP/201-1","SIP/t-1","Dial",'
+           '"SIP/t/200,30","2026-03-02 10:00:00","2026-03-02 10:00:05","2026-03-02 10:01:05","65","60",'
+           '"ANSWERED","DOCUMENTATION","1772445600.12","vip"')
+    csv_src = tmp_path / "master.csv"
+    csv_src.write_text(cdr + "\n" + json.dumps({"Body": "call +14155550100"}) + "\n" + cdr + "\n")
+    assert main(["produce", "--topic", topic, "--format", "asterisk-csv", str(csv_src)]) == 1
+    err = capsys.readouterr().err
+    assert "produced 2 records" in err and "1 line(s) not in the format asterisk-csv (line 2)" in err
+    assert "4155550100" not in err
 
 
 @pytest.mark.broker

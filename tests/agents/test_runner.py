@@ -32,3 +32,14 @@ def test_file_inputs_infer_family_and_ids_and_keep_bad_lines(tmp_path):
     with_ids = [by_value[e.value] for e in good]
     assert sum(ev.event_id is not None for ev in with_ids) == len(with_ids)
     assert all(isinstance(ev, InputEvent) for ev in got)
+
+
+def test_file_inputs_mark_lines_not_in_the_declared_format(tmp_path):
+    cdr = (b'"acme","4155550100","200","from-internal","Ada <4155550100>","SIP/201-1","SIP/t-1","Dial",'
+           b'"SIP/t/200,30","2026-03-02 10:00:00","2026-03-02 10:00:05","2026-03-02 10:01:05","65","60",'
+           b'"ANSWERED","DOCUMENTATION","1772445600.12","vip"')
+    path = tmp_path / "cdr.csv"
+    path.write_bytes(cdr + b"\n" + b'{"Body": "hi"}' + b"\n" + cdr + b"\n")
+    got = file_inputs(Settings(), path, "asterisk-csv")
+    assert [e.rejected for e in got] == [False, True, False]
+    assert got[1].value == b'{"Body": "hi"}' and got[0].topic == "cpaas.calls.v1"

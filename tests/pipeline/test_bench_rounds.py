@@ -53,3 +53,54 @@ def test_a2p_vs_p2p_rounds_are_fresh_and_interleaved(rounds):
     ratios = [round(a / p, 2) for a, p in zip(res["a2p"]["rounds"], res["p2p"]["rounds"])]
     assert res["ratios"] == ratios and res["cold_ratio"] == ratios[0]
     assert res["ratio"] == sorted(ratios)[len(ratios) // 2]
+
+
+# (target key, the table row whose note carries its mark)
+_TARGET_ROWS = [
+    ("vs_analyze_iterator>=2.5", "  vs analyze_iterator"),
+    ("vs_analyze_dict>=60", "  vs analyze_dict"),
+    ("structured_per_core>=20000", "structured-only, one core"),
+    ("a2p_vs_p2p>=3", "  A2P / P2P"),
+    ("e2e_share>=0.5", "  share of offline classify"),
+    ("e2e_half_p99<=1000ms", "e2e, one worker, half load"),
+    ("worker_memory<=800MB", "worker peak memory (with children)"),
+]
+
+
+def _saved_results() -> dict:
+    import json
+    from pathlib import Path
+
+    saved = sorted((Path(__file__).resolve().parents[2] / "bench" / "results").glob("*.json"))
+    with_e2e = [p for p in saved if "e2e" in json.loads(p.read_text())]
+    return json.loads(with_e2e[-1].read_text())
+
+
+@pytest.mark.parametrize("target, row", _TARGET_ROWS)
+@pytest.mark.parametrize("met, prefix", [(True, "✓ "), (False, "✗ MISSED: ")])
+def test_table_marks_each_target_met_or_missed(target, row, met, prefix):
+    res = _saved_results()
+    res["targets"] = {k: True for k, _ in _TARGET_ROWS}
+    res["targets"][target] = met
+    notes = {name: note for name, _, note in B.table_rows(res)}
+    assert notes[row].startswith(prefix)
+    others = [notes[r] for t, r in _TARGET_ROWS if t != target]
+    assert all(n.startswith("✓ ") for n in others)
+
+
+def test_table_without_targets_has_no_marks():
+    res = _saved_results()
+    del res["targets"]
+    assert not any(note.startswith(("✓", "✗")) for _, _, note in B.table_rows(res))
+
+
+def test_quiet_logger_drops_warnings_inside_only(caplog):
+    import logging
+
+    log = logging.getLogger("presidio-analyzer")
+    with caplog.at_level(logging.WARNING):
+        with B.quiet_logger("presidio-analyzer"):
+            log.warning("inside")
+            log.error("an error still shows")
+        log.warning("after")
+    assert [r.getMessage() for r in caplog.records] == ["an error still shows", "after"]
