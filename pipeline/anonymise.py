@@ -4,8 +4,11 @@ and authorised re-identification of what the policy encrypts (``deanonymise``).
 Operators come from the policy's ``anonymisation`` section (notice N-anon: data kept for
 analysis survives only "in an anonymized form that does not specifically identify you") and
 run through presidio-anonymizer: its ``replace``, ``redact`` and ``keep``, plus the project's
-own operators registered with the engine (:class:`PseudonymiseOperator`,
-:class:`EncryptOperator`, :class:`MaskOperator`, :class:`TruncateIpOperator`).
+own operators registered with the engine (:mod:`pipeline.anonymise_operators`:
+``PseudonymiseOperator``, ``EncryptOperator``, ``MaskOperator``, ``TruncateIpOperator``).
+presidio-anonymizer is imported on first use only: it imports presidio-analyzer and spaCy
+(~90 MB of resident memory), which a worker's serving process, whose anonymisation runs in
+the detector processes, never needs.
 
 ==============  ===========================================  ===============================
 operator        text span / structured value                 whole field without entity
@@ -58,13 +61,15 @@ import ipaddress
 import logging
 import re
 from collections.abc import Mapping, Sequence
-
-from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
-from presidio_anonymizer.operators import Operator, OperatorType
+from typing import TYPE_CHECKING
 
 from pipeline import pointers
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.policy.model import OperatorSpec, Policy
+
+if TYPE_CHECKING:
+    from presidio_anonymizer import AnonymizerEngine
+    from presidio_anonymizer.entities import OperatorConfig
 
 #: Operator strength for overlapping spans: the highest takes the overlap.
 OPERATOR_RANK = {"redact": 6, "replace": 5, "pseudonymise": 4, "encrypt": 3, "mask": 2,
@@ -238,82 +243,12 @@ def mask(value: str, keep_last: int = 0, masking_char: str = "*") -> str:
     return "".join(masking_char if i in hide else c for i, c in enumerate(value))
 
 
-# -- presidio-anonymizer operators ----------------------------------------------------------
-class _ProjectOperator(Operator):
-    name = ""
-
-    def operator_name(self) -> str:
-        return self.name
-
-    def operator_type(self) -> OperatorType:
-        return OperatorType.Anonymize
-
-    def validate(self, params: dict | None = None) -> None:
-        return None
-
-
-class PseudonymiseOperator(_ProjectOperator):
-    """params: ``pseudonymiser``, ``entity``, ``account_id``, ``purpose``."""
-
-    name = "pp_pseudonymise"
-
-    def operate(self, text: str, params: dict | None = None) -> str:
-        p = params or {}
-        return p["pseudonymiser"](text, entity=p["entity"], account_id=p.get("account_id"), purpose=p["purpose"])
-
-    def validate(self, params: dict | None = None) -> None:
-        if not callable((params or {}).get("pseudonymiser")):
-            raise ConfigError("pp_pseudonymise needs a pseudonymiser")
-
-
-class EncryptOperator(_ProjectOperator):
-    """params: ``cipher`` (:class:`SivCipher`), ``entity``."""
-
-    name = "pp_encrypt"
-
-    def operate(self, text: str, params: dict | None = None) -> str:
-        p = params or {}
-        return p["cipher"].encrypt(text, entity=p["entity"])
-
-    def validate(self, params: dict | None = None) -> None:
-        if (params or {}).get("cipher") is None:
-            raise ConfigError("the policy uses the encrypt operator but PRIVACY_PIPELINE_MASTER_KEY is not set")
-
-
-class MaskOperator(_ProjectOperator):
-    """params: ``keep_last``, ``masking_char``."""
-
-    name = "pp_mask"
-
-    def operate(self, text: str, params: dict | None = None) -> str:
-        p = params or {}
-        return mask(text, int(p.get("keep_last", 0)), p.get("masking_char", "*"))
-
-
-class TruncateIpOperator(_ProjectOperator):
-    name = "pp_truncate_ip"
-
-    def operate(self, text: str, params: dict | None = None) -> str:
-        return truncate_ip(text)
-
-
-class _FixedOperator(_ProjectOperator):
-    """Returns ``params["value"]``: the precomputed output of an overlap group's winner."""
-
-    name = "pp_fixed"
-
-    def operate(self, text: str, params: dict | None = None) -> str:
-        return (params or {})["value"]
-
-
 # -- the anonymiser -------------------------------------------------------------------------
 class Anonymiser:
     """Applies the policy's operators to envelopes and texts; see the module docstring."""
 
     def __init__(self, policy: Policy, pseudonym_key: bytes | Pseudonymiser, pseudonym_key_id: str = "k0",
                  *, cipher: SivCipher | None = None):
-        from presidio_anonymizer import AnonymizerEngine
-
         self.policy = policy
         self.spec = policy.anonymisation
         self.pseudonymise = (pseudonym_key if isinstance(pseudonym_key, Pseudonymiser)
@@ -322,9 +257,7 @@ class Anonymiser:
         if cipher is None and self.spec.uses("encrypt"):
             raise ConfigError("the policy's anonymisation uses the encrypt operator but "
                               "PRIVACY_PIPELINE_MASTER_KEY is not set")
-        self._engine = AnonymizerEngine()
-        for cls in (PseudonymiseOperator, EncryptOperator, MaskOperator, TruncateIpOperator, _FixedOperator):
-            self._engine.add_anonymizer(cls)
+        self._engine: AnonymizerEngine | None = None  # built on first use (see :attr:`engine`)
         # Per-anonymiser caches: record key -> key_entity(key), Presidio operator configs
         # (:meth:`_config_cached`) and account pseudonyms (:meth:`_account_pseudonym`). Keys
         # and account ids can be data (a phone number as a key), so all are bounded
@@ -346,6 +279,17 @@ class Anonymiser:
             settings.pseudonym_key.get_secret_value().encode(), settings.pseudonym_key_id,
             {k: v.get_secret_value().encode() for k, v in settings.pseudonym_old_keys.items()})
         return cls(policy, pseudo, cipher=cipher_from_settings(settings, required=False))
+
+    @property
+    def engine(self) -> AnonymizerEngine:
+        """presidio-anonymizer's ``AnonymizerEngine`` with the project's operators
+        (:func:`pipeline.anonymise_operators.build_engine`), built on first use."""
+        engine = self._engine
+        if engine is None:
+            from pipeline.anonymise_operators import build_engine
+
+            engine = self._engine = build_engine()
+        return engine
 
     # -- cached per pointer / per key ----------------------------------------------------------
     def value_at(self, record, ptr: str):
@@ -371,6 +315,8 @@ class Anonymiser:
         return self.spec.entity_operators.get(entity, self.spec.default_entity_operator)
 
     def _config(self, op: OperatorSpec, entity: str, account_id: str | None):
+        from presidio_anonymizer.entities import OperatorConfig
+
         kind = op.operator
         if kind == "replace":
             return OperatorConfig("replace", {"new_value": f"<{entity}>"})
@@ -495,6 +441,9 @@ class Anonymiser:
         plan = self.plan(text, entities)
         if not plan:
             return text
+        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+        engine = self.engine
         results, operators = [], {}
         for i, (start, end, winner, group) in enumerate(plan):
             op = self.operator_for(winner["type"])
@@ -514,7 +463,7 @@ class Anonymiser:
             key = f"{_RESIDUE}{i}"
             results.append(RecognizerResult(key, start, end, 1.0))
             operators[key] = OperatorConfig("pp_fixed", {"value": value})
-        return self._engine.anonymize(text, results, operators=operators,
+        return engine.anonymize(text, results, operators=operators,
                                       merge_entities_with_spaces=False).text
 
     # -- envelopes ---------------------------------------------------------------------------
@@ -943,3 +892,16 @@ def _has_four_digits(value: str) -> bool:
             if digits >= 4:
                 return True
     return False
+
+
+_MOVED_OPERATORS = frozenset(("PseudonymiseOperator", "EncryptOperator", "MaskOperator", "TruncateIpOperator"))
+
+
+def __getattr__(name: str):
+    """The operator classes, now in :mod:`pipeline.anonymise_operators` (imported on first
+    use, with presidio-anonymizer)."""
+    if name in _MOVED_OPERATORS:
+        from pipeline import anonymise_operators
+
+        return getattr(anonymise_operators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
