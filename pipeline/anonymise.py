@@ -573,8 +573,10 @@ class Anonymiser:
         envelope is rescanned on its own, so a failure stays with the envelope that caused it.
         """
         jobs: list[list[tuple[str, str]]] = []
-        for env in envs:
+        envs = list(envs)
+        for k, env in enumerate(envs):
             try:
+                envs[k] = env = self.with_unlisted(env)
                 jobs.append(self.rescan_jobs(env))
             except Exception:  # a malformed envelope: anonymise_envelope below reports it
                 jobs.append([])
@@ -645,7 +647,26 @@ class Anonymiser:
         types (no offsets) and the ``operators`` applied. Unscanned text fields are scanned
         first (:meth:`rescan`). ``env`` is not modified; the new ``record`` copies only the
         containers on the way to a changed value or key and shares the rest with ``env``'s."""
-        return self._anonymise_scanned(self.rescan(env))
+        return self._anonymise_scanned(self.rescan(self.with_unlisted(env)))
+
+    def with_unlisted(self, env: dict) -> dict:
+        """``env``, or a copy whose ``fields`` also tag each string or number leaf of its
+        ``record`` that they do not list: as the policy's default category, decided by
+        ``default`` (DESIGN.md: every field is tagged; what no rule decides is the default),
+        so it is rescanned and anonymised like any unknown field instead of passing through
+        untouched. Envelopes made by the classifier list every leaf; this guards the
+        anonymised feed against a malformed or hand-made envelope. Raises ``KeyError`` or
+        ``TypeError`` for a value that is not an envelope."""
+        fields = env["fields"]
+        unlisted = None
+        for ptr, _norm, value in pointers.walk_leaves(env["record"]):
+            if ptr in fields or value.__class__ not in _TAGGED_LEAVES:
+                continue
+            if unlisted is None:
+                unlisted = dict(fields)
+            unlisted[ptr] = {"category": self.policy.default.category, "source": "default",
+                             "rule": "default", "entities": []}
+        return env if unlisted is None else dict(env, fields=unlisted)
 
     def _anonymise_scanned(self, env: dict) -> dict:
         """:meth:`anonymise_envelope` of an envelope already rescanned."""
@@ -856,6 +877,10 @@ class _Lookup:
 
 
 _SAFE_SHAPES = frozenset({"timestamp", "number", "sid", "boolean", "media_url"})
+
+#: Leaf types :meth:`Anonymiser.with_unlisted` tags when an envelope does not (booleans,
+#: nulls and empty containers hold no identifier).
+_TAGGED_LEAVES = frozenset({str, int, float})
 
 
 def _scanned(field: dict) -> bool:
