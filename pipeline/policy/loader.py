@@ -40,6 +40,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate policy YAML text; ``source`` names it in errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if _expanded_size(node) > MAX_EXPANDED_NODES:
+            raise PolicyError(source, [(None, "(yaml)", f"the policy expands to more than {MAX_EXPANDED_NODES:,} "
+                                        "values through YAML aliases (*name); write the repeated parts out "
+                                        "or use fewer aliases")])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -60,6 +64,44 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
             loc = tuple(err["loc"])
             problems.append((_line_for(lines, loc), _loc_text(loc), err["msg"]))
         raise PolicyError(source, problems) from None
+
+
+#: Most values (scalars, mappings, sequences) a policy may expand to once its YAML aliases are
+#: followed: the packaged policy has ~2,000; a "billion laughs" file (aliases of aliases) would
+#: otherwise expand exponentially in validation.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node) -> int:
+    """How many nodes ``node`` stands for with every alias followed (an alias is the node it
+    names, shared in the composed graph: each is counted once per place it is used), in time
+    linear in the composed graph; stops counting past :data:`MAX_EXPANDED_NODES`."""
+    if node is None:
+        return 0
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted
+    stack = [(node, False)]
+    while stack:
+        n, children_done = stack.pop()
+        if id(n) in sizes:
+            continue
+        if not children_done and id(n) in open_:
+            return MAX_EXPANDED_NODES + 1  # a recursive alias: an infinite value
+        if isinstance(n, yaml.MappingNode):
+            kids = [x for kv in n.value for x in kv]
+        elif isinstance(n, yaml.SequenceNode):
+            kids = list(n.value)
+        else:
+            sizes[id(n)] = 1
+            continue
+        if children_done:
+            open_.discard(id(n))
+            sizes[id(n)] = min(1 + sum(sizes[id(k)] for k in kids), MAX_EXPANDED_NODES + 1)
+        else:
+            open_.add(id(n))
+            stack.append((n, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes[id(node)]
 
 
 def _line_index(node) -> dict[tuple, int]:

@@ -7,6 +7,7 @@ from YAML and reports errors with file, line and key.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -103,6 +104,18 @@ class IdentitySpec(_Strict):
     @classmethod
     def _norm(cls, value: list[str]) -> list[str]:
         return [normalise_name(v) for v in value]
+
+    @field_validator("account_id_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        """A Python regular expression (``re`` syntax), checked here so that ``policy check``
+        reports it rather than the classifier failing when it compiles the pattern."""
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc.msg} at position {exc.pos}") from None
+        return value
 
 
 class NameHint(_Strict):

@@ -32,6 +32,13 @@ def _line_of(text: str, needle: str) -> int:
         ("retention_ms: 2592000000          # 30 days", "retention_ms: soon", "categories.content.retention_ms"),
         ("action: hash", "action: shred", "secrets.action"),
         ("free_text_min_words: 3", "free_text_min_words: 3\n  colour: blue", "value_hints.colour"),
+        # a regular expression is compiled at validation, not first when the classifier starts
+        ('account_id_pattern: "^AC[0-9a-fA-F]{32}$"', 'account_id_pattern: "^AC[0-9"',
+         "identity.account_id_pattern"),
+        ('account_id_pattern: "^AC[0-9a-fA-F]{32}$"', 'account_id_pattern: "(?P<x>a)(?P<x>b)"',
+         "identity.account_id_pattern"),
+        ('account_id_pattern: "^AC[0-9a-fA-F]{32}$"', 'account_id_pattern: "a{2,1}"',
+         "identity.account_id_pattern"),
     ],
 )
 def test_bad_policy_names_file_line_and_key(needle, replacement, key):
@@ -70,3 +77,34 @@ def test_policy_file_kinds_fail_with_file_line_key(tmp_path, content, expected):
     with pytest.raises(PolicyError) as err:
         load_policy(path)
     assert str(err.value).replace(str(tmp_path) + "/", "").splitlines()[1].startswith(expected)
+
+
+
+_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize(
+    "text, refused",
+    [
+        (_BOMB, True),                                              # 9^9 values: "billion laughs"
+        ("version: x\n" + _BOMB, True),                            # inside an otherwise plausible policy
+        ("a: &x [1, *x]\n", True),                                 # a recursive alias: an infinite value
+        ("a: &x [1, 2]\nb: *x\nc: [*x, *x]\n", False),              # aliases reused a few times: fine
+        ("a: &x " + "[" * 50 + "1" + "]" * 50 + "\nb: [" + ", ".join(["*x"] * 100) + "]\n", False),
+    ],
+)
+def test_yaml_alias_expansion_is_bounded(text, refused):
+    with pytest.raises(PolicyError) as err:  # refused, or not a policy (validated as usual)
+        parse_policy(text, "aliases.yaml")
+    msg = str(err.value)
+    assert ("expands to more than 100,000 values through YAML aliases" in msg) is refused, msg
+
+
+def test_the_default_policy_uses_a_small_share_of_the_alias_budget():
+    import yaml
+
+    from pipeline.policy.loader import MAX_EXPANDED_NODES, _expanded_size
+
+    assert _expanded_size(yaml.compose(_default_text(), Loader=yaml.SafeLoader)) < MAX_EXPANDED_NODES / 10
