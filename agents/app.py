@@ -666,6 +666,7 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     ``faust_options`` override Faust ``App`` settings (tests lower timeouts this way).
     """
     settings = settings or load_settings()
+    settings.check_keys(log)  # development keys: a warning, or ConfigError with REQUIRE_KEYS
     if processor is None:
         from pipeline.detection.pool import build_worker_detector
         from pipeline.policy import load_policy

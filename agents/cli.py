@@ -266,6 +266,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = _settings(policy=args.policy)
     try:
+        settings.check_keys(log)
         processor = Processor.from_settings(settings)
         counts = classify_stream(infile, sys.stdout.buffer, processor=processor,
                                  event_type=args.event_type, fmt=args.format)
@@ -564,7 +565,9 @@ def cmd_anonymise(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"privacy-pipeline anonymise: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    processor = Processor.from_settings(_settings(policy=args.policy))
+    settings = _settings(policy=args.policy)
+    settings.check_keys(log)
+    processor = Processor.from_settings(settings)
     with infile:
         counts = anonymise_stream(infile, sys.stdout.buffer, processor=processor)
     print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())), file=sys.stderr)

@@ -9,6 +9,7 @@ each can also be read from a file named by ``PRIVACY_PIPELINE_<FIELD>_FILE``.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,9 @@ from pipeline.topics import TopicNames
 
 ENV_PREFIX = "PRIVACY_PIPELINE_"
 
+#: The keys' built-in development defaults (public: :meth:`Settings.check_keys` warns).
+_DEV_KEYS = {"secret_hash_key": "dev-only-secret-hash-key-change-me",
+             "pseudonym_key": "dev-only-pseudonym-key-change-me"}
 _SECRET_FIELDS = ("sasl_password", "pseudonym_key", "master_key", "secret_hash_key")
 
 
@@ -138,9 +142,9 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     #: Keys (never in the policy). Each has a key id so keys can be rotated.
-    secret_hash_key: SecretStr = SecretStr("dev-only-secret-hash-key-change-me")
+    secret_hash_key: SecretStr = SecretStr(_DEV_KEYS["secret_hash_key"])
     secret_hash_key_id: str = "k0"
-    pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key-change-me")
+    pseudonym_key: SecretStr = SecretStr(_DEV_KEYS["pseudonym_key"])
     pseudonym_key_id: str = "k0"
     master_key: SecretStr | None = None
     master_key_id: str = "m0"
@@ -150,6 +154,10 @@ class Settings(BaseSettings):
     #: PRIVACY_PIPELINE_PSEUDONYM_OLD_KEYS__K0=...; same for PRIVACY_PIPELINE_MASTER_OLD_KEYS.
     pseudonym_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
     master_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Refuse to start a worker while a key is its built-in development default (public in
+    #: this source: anyone could recompute pseudonyms and secret hashes). Set in production
+    #: (the Kubernetes config map does); without it a warning is logged instead.
+    require_keys: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +179,25 @@ class Settings(BaseSettings):
     @classmethod
     def _broker(cls, value: str | None) -> str | None:
         return normalise_broker(value)
+
+    def dev_keys(self) -> list[str]:
+        """The environment variables (``PRIVACY_PIPELINE_SECRET_HASH_KEY``,
+        ``PRIVACY_PIPELINE_PSEUDONYM_KEY``) whose key is still the built-in development
+        default; ``[]`` when both are set."""
+        return [f"{ENV_PREFIX}{name.upper()}" for name, default in _DEV_KEYS.items()
+                if getattr(self, name).get_secret_value() == default]
+
+    def check_keys(self, log: logging.Logger) -> None:
+        """Warn on ``log`` about each key still at its development default (names only,
+        never a key), or raise :class:`ConfigError` when :attr:`require_keys` is set."""
+        names = self.dev_keys()
+        if not names:
+            return
+        what = (f"{', '.join(names)} not set: using the built-in development key, which is public; "
+                f"pseudonyms and secret hashes can be recomputed by anyone (set the variable or its _FILE)")
+        if self.require_keys:
+            raise ConfigError(f"{what}; {ENV_PREFIX}REQUIRE_KEYS is set, refusing to start")
+        log.warning("%s", what)
 
     def topic(self, name: str) -> str:
         """The full topic name for a default name (``topic_prefix`` + name)."""
