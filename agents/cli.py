@@ -613,10 +613,16 @@ def _add_policy(sub) -> None:
                        "and key) and prints per-family rule counts; 'policy diff OLD NEW [--sample "
                        "FILE]' shows which fields of sample events change category or route.")
     psub = p.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    c = psub.add_parser("check", help="validate a policy file")
+    c = psub.add_parser("check", help="validate a policy file",
+                        description="Validate a policy YAML file: each error names the file, the line "
+                        "and the key; prints the rule counts per family when valid. Exit 0 when "
+                        "valid, 1 when not.")
     c.add_argument("file", type=Path, metavar="FILE")
     c.set_defaults(func=cmd_policy_check)
-    d = psub.add_parser("diff", help="fields whose category or route changes between two policies")
+    d = psub.add_parser("diff", help="fields whose category or route changes between two policies",
+                        description="Classify sample events under policy OLD and policy NEW and list "
+                        "the fields whose category or route differs (both policies are validated "
+                        "first).")
     d.add_argument("old", type=Path, metavar="OLD")
     d.add_argument("new", type=Path, metavar="NEW")
     d.add_argument("--sample", type=Path, metavar="FILE",

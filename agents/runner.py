@@ -89,6 +89,14 @@ def sample_inputs(settings: Settings, n: int = 3000, *, seed: int = 7,
     ]
 
 
+def _blank_lines(path: str | Path) -> int:
+    """Lines of ``path`` that are empty or whitespace only (:func:`file_inputs` skips them)."""
+    from pipeline.offline import iter_lines
+
+    with open(path, "rb") as fh:
+        return sum(1 for line in iter_lines(fh) if not line.strip())
+
+
 def file_inputs(settings: Settings, path: str | Path, fmt: str = "auto") -> list[InputEvent]:
     """Records of a JSON Lines file; each goes to the input topic of its inferred family
     (undecodable lines to the messages topic, to be dead-lettered there). A line not in the
@@ -483,6 +491,10 @@ def run_job(
         if input_path is not None:
             inputs = file_inputs(settings, input_path, fmt)
             status(f"{len(inputs)} records from {input_path}")
+            blank = _blank_lines(input_path)
+            if blank:
+                status(f"{blank} blank lines skipped (no event in them; `classify` makes each an "
+                       "`empty` dead letter)")
             rejected = [e for e in inputs if e.rejected]
             if rejected:
                 inputs = [e for e in inputs if not e.rejected]
