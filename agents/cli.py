@@ -21,6 +21,9 @@ from pathlib import Path
 log = logging.getLogger("privacy_pipeline.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The message size limit of offline commands (``classify``), whose output is a stream and not
+#: Kafka messages: the largest a Python bytes object is in practice, so nothing is over it.
+OFFLINE_MAX_BYTES = sys.maxsize
 #: The reader of stdout closed it (SIGPIPE's conventional status, 128 + 13).
 EXIT_BROKEN_PIPE = 141
 
@@ -264,7 +267,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"privacy-pipeline classify: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    settings = _settings(policy=args.policy)
+    # offline output goes to stdout, not to a producer: no message size limit, so a dead
+    # letter keeps the original bytes whatever their size
+    settings = _settings(policy=args.policy, producer_max_request_size=OFFLINE_MAX_BYTES)
     try:
         settings.check_keys(log)
         processor = Processor.from_settings(settings)

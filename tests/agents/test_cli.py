@@ -107,6 +107,20 @@ def test_classify_writes_one_line_per_input_line(tmp_path, capsysbinary):
     assert b"lines=2" in out.err
 
 
+@pytest.mark.parametrize("size", [10, 1_100_000, 3_000_000])  # under and over the default 1 MiB producer limit
+def test_classify_dead_letters_keep_the_original_bytes_at_any_size(size, tmp_path, capsysbinary):
+    import base64
+
+    bad = b'{"body": "' + b"a" * size  # not JSON: unterminated
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(bad + b"\n")
+    assert main(["classify", str(src)]) == 0
+    (line,) = capsysbinary.readouterr().out.splitlines()
+    dl = json.loads(line)
+    assert dl["error"]["kind"] == "invalid_json" and dl["raw_omitted"] is False
+    assert base64.b64decode(dl["raw_base64"]) == bad and dl["raw_size"] == len(bad)
+
+
 @pytest.mark.broker
 def test_produce_and_topics_against_the_broker(broker, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRIVACY_PIPELINE_TOPIC_PREFIX", f"cli{uuid.uuid4().hex[:6]}.")
