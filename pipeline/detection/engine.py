@@ -76,12 +76,22 @@ _TEMPLATE_VALUES = re.compile(
 #: and (group ``cal``) capitalised words, which are slots only when they name a month or a
 #: weekday. Each shape is tried at the start of a run only (look-behinds): a shape that
 #: fails there fails inside the run too.
-_TEMPLATE_SLOTS = re.compile(
-    r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"
-    r"|(?i:https?://|www\.)\S+"
-    r"|(?<![\w.\-])(?i:[a-z0-9\-]+\.)+(?i:[a-z]{2,})/\S*"
-    r"|(?<!\w)\w*\d\w*(?:[.,:/\-]\w*\d\w*| \d\w*)*(?: [AaPp][Mm]\b)?"
-    r"|(?P<cal>(?<!\w)[A-ZÀ-ÖØ-Þ][^\W\d_]{2,}(?!\w))")
+_SLOT_EMAIL = r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"
+_SLOT_URL = r"(?i:https?://|www\.)\S+"
+_SLOT_DOMAIN_PATH = r"(?<![\w.\-])(?i:[a-z0-9\-]+\.)+(?i:[a-z]{2,})/\S*"
+_SLOT_VALUE = r"(?<!\w)\w*\d\w*(?:[.,:/\-]\w*\d\w*| \d\w*)*(?: [AaPp][Mm]\b)?"
+_SLOT_CALENDAR = r"(?P<cal>(?<!\w)[A-ZÀ-ÖØ-Þ][^\W\d_]{2,}(?!\w))"
+_TEMPLATE_SLOTS = re.compile("|".join(
+    (_SLOT_EMAIL, _SLOT_URL, _SLOT_DOMAIN_PATH, _SLOT_VALUE, _SLOT_CALENDAR)))
+#: ``_TEMPLATE_SLOTS`` without the alternatives a text cannot match, by ``(has_email,
+#: has_domain_path)`` (see :func:`_slot_pattern`): the same matches, found faster. An
+#: e-mail address holds ``@``; a bare domain with a path holds two letters and ``/``.
+_SLOTS_BY_HINTS = {
+    (email, domain): re.compile("|".join(
+        ((_SLOT_EMAIL,) if email else ()) + (_SLOT_URL,)
+        + ((_SLOT_DOMAIN_PATH,) if domain else ()) + (_SLOT_VALUE, _SLOT_CALENDAR)))
+    for email in (False, True) for domain in (False, True)}
+_DOMAIN_PATH_HINT = re.compile(r"(?i:[a-z]{2})/")
 #: English months and weekdays and their abbreviations, lower case (``May`` only next to a
 #: digit: ``May 4``, not ``May I help``).
 _CALENDAR_SLOTS = frozenset((
@@ -118,7 +128,7 @@ def template_key(text: str) -> tuple[str, tuple[int, ...]]:
     parts: list[str] = []
     cuts: list[int] = []
     pos = 0
-    for m in _TEMPLATE_SLOTS.finditer(text):
+    for m in _slot_pattern(text).finditer(text):
         if m.lastgroup == "cal":
             word = m.group(0)
             if not word[0].isupper():
@@ -134,6 +144,17 @@ def template_key(text: str) -> tuple[str, tuple[int, ...]]:
         pos = end
     parts.append(text[pos:])
     return "".join(parts), tuple(cuts)
+
+
+def _slot_pattern(text: str) -> re.Pattern:
+    """``_TEMPLATE_SLOTS`` for ``text``: the same matches (``finditer``), found faster.
+
+    At each position the pattern tries its alternatives in order and takes the first that
+    matches; an alternative that matches nowhere in ``text`` changes no outcome, so it can
+    be left out. The e-mail alternative needs an ``@``; the bare-domain one needs two
+    letters (``(?i:[a-z]{2,})``) right before a ``/``."""
+    domain = "/" in text and _DOMAIN_PATH_HINT.search(text) is not None
+    return _SLOTS_BY_HINTS["@" in text, domain]
 
 
 def cache_key(text: str) -> tuple[str, tuple[int, ...]] | None:
@@ -290,7 +311,12 @@ class Detector:
     """
 
     def __init__(self, config: DetectionConfig | None = None, *, model_name: str | None = "auto"):
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import (
+            AnalyzerEngine,
+            EntityRecognizer,
+            RecognizerRegistry,
+            RecognizerResult,
+        )
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
         from pipeline.detection import lexicon
@@ -337,7 +363,14 @@ class Detector:
         self._registry = registry
         self._enhancer = self._engine.context_aware_enhancer
         _check_presidio_contract(self._enhancer, registry)
-        self._by_request: dict[tuple, tuple[list, dict]] = {}
+        self._by_request: dict[tuple, tuple[list, dict, dict]] = {}
+        # what the analysis loop needs from Presidio, looked up once (not per chunk)
+        self._remove_duplicates = EntityRecognizer.remove_duplicates
+        self._name_key = RecognizerResult.RECOGNIZER_NAME_KEY
+        self._boosted_key = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+        #: ``Token.lower_`` is ``str.lower`` of the token's text (spaCy's default lexeme
+        #: attribute), which the pre-filter :func:`_may_be_boosted` relies on
+        self._lower_is_str_lower = _lower_is_str_lower(self._nlp)
         self._templates: OrderedDict[str, _Template] = OrderedDict()
         #: Template cache counters (``hits``, ``misses``), for benchmarks and tests.
         self.template_stats = {"hits": 0, "misses": 0}
@@ -605,19 +638,20 @@ class Detector:
         (missing recognizer ids added to the metadata), the engine's context enhancer, low
         scores removed, then ``EntityRecognizer.remove_duplicates``. What is skipped costs
         and changes nothing here: only results whose recognizer has context words (and
-        no boost yet) are copied and handed to the enhancer, and the spaCy tokens, lemmas
-        and keywords are built only then; ``doc`` may be ``None`` (made on demand).
+        no boost yet), and that one of them may boost (:func:`_may_be_boosted`), are handed
+        to the enhancer, and the spaCy tokens, lemmas and keywords are built only then;
+        ``doc`` may be ``None`` (made on demand).
         ``ents`` are ``(start, end, label)`` NER spans or ``None``/empty.
         """
-        from presidio_analyzer import EntityRecognizer, RecognizerResult
-
         key = (lang, tuple(wanted))
         request = self._by_request.get(key)
         if request is None:
             recs = self._registry.get_recognizers(language=lang, entities=wanted,
                                                   all_fields=False)
-            request = self._by_request[key] = (recs, {r.id: r for r in recs})
-        recognizers, by_id = request
+            request = self._by_request[key] = (
+                recs, {r.id: r for r in recs},
+                {r.id: tuple(w.lower() for w in r.context or ()) for r in recs})
+        recognizers, by_id, context_words = request
         spans = _NO_SPANS
         if ents:
             if doc is None:
@@ -626,8 +660,8 @@ class Detector:
             # are dropped (the same with and without the cache)
             found = [doc.char_span(s, e, label=label) for s, e, label in ents]
             spans = _NerSpans([sp for sp in found if sp is not None])
-        id_key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
-        name_key = RecognizerResult.RECOGNIZER_NAME_KEY
+        id_key = _ID_KEY
+        name_key = self._name_key
         results: list = []
         for rec in recognizers:
             if not rec.is_loaded:
@@ -646,20 +680,22 @@ class Detector:
                 results.extend(found)
         if not results:
             return results
-        boosted_key = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
+        boosted_key = self._boosted_key
         todo = []
-        for k, r in enumerate(results):
+        for r in results:
             rec = by_id.get(r.recognition_metadata.get(id_key))
             if rec is not None and rec.context and not r.recognition_metadata.get(boosted_key):
-                todo.append(k)
+                todo.append(r)
+        if todo and self._lower_is_str_lower:
+            todo = _may_be_boosted(chunk, todo, context_words)
         if todo:
             if doc is None:
                 doc = self._nlp.make_doc(chunk)
-            self._enhance(chunk, [results[k] for k in todo], by_id,
+            self._enhance(chunk, todo, by_id,
                           self._artifacts(doc, lang, spans.entities))
         threshold = self._min_threshold
         results = [r for r in results if r.score >= threshold]
-        return EntityRecognizer.remove_duplicates(results)
+        return self._remove_duplicates(results)
 
     def _enhance(self, text: str, results: list, by_id: dict, artifacts) -> None:
         """``LemmaContextAwareEnhancer.enhance_using_context`` on ``results`` (each from a
@@ -741,6 +777,36 @@ _ID_KEY = "recognizer_identifier"  # RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
 _ARTIFACT_FIELDS = frozenset(("entities", "tokens", "lemmas", "tokens_indices", "keywords",
                               "nlp_engine", "scores"))
 _MAX_SCORE = 1.0  # ContextAwareEnhancer.MAX_SCORE
+
+
+def _may_be_boosted(text: str, results: list, context_words: dict) -> list:
+    """The ``results`` the context enhancer may boost in ``text`` (exact pre-filter, so
+    most texts need no spaCy tokens, lemmas or keywords for it).
+
+    The enhancer boosts a result when one of its recognizer's context words, lower-cased,
+    equals the lower-cased lemma (``Token.lower_``: the token's text, lower-cased) of a token
+    at or before it. In an ASCII text ``str.lower`` maps each character on its own, so such a
+    lemma is a substring of ``text.lower()``: a result none of whose context words occurs
+    there is never boosted. Non-ASCII texts, and results that do not start before the
+    text's trailing whitespace (the enhancer finds no token for them), keep all results.
+    ``context_words`` maps a recognizer id to its lower-cased context words.
+    """
+    if not text.isascii():
+        return results
+    low = text.lower()
+    last = len(text.rstrip())
+    return [r for r in results
+            if r.start >= last
+            or any(w in low for w in context_words[r.recognition_metadata[_ID_KEY]])]
+
+
+def _lower_is_str_lower(nlp) -> bool:
+    """Whether ``nlp``'s lexemes get their ``lower`` attribute from spaCy's default getter
+    (``str.lower`` of the token text)."""
+    from spacy.attrs import LOWER
+    from spacy.lang import lex_attrs
+
+    return nlp.vocab.lex_attr_getters.get(LOWER) is lex_attrs.lower
 
 
 class _NerSpans:

@@ -69,6 +69,9 @@ _NUM_CAPS_COMMA = re.compile(
     rf"(?<![\w.\-/]){_NUM},?\s+(?:{_CAPW}\s+){{0,3}}{_CAPW}(?=,\s*[A-ZÀ-ÖØ-Þ])"
 )
 
+#: What every ``_NUM_CAPS_COMMA`` match is followed by (its look-ahead): an exact pre-filter.
+_COMMA_CAPITAL = re.compile(r",\s*[A-ZÀ-ÖØ-Þ]")
+
 
 _UNIT_LOWER = frozenset(w.rstrip(".") for w in UNIT_WORDS)
 
@@ -137,7 +140,7 @@ class AddressRecognizer(ProjectRecognizer):
                         if numbered:  # "2400 route 9": the route number belongs to the street
                             end = numbered.end()
                     spans.append((m.start(), end, self.score))
-            if case == "mixed":
+            if case == "mixed" and _COMMA_CAPITAL.search(text):
                 for m in _NUM_CAPS_COMMA.finditer(text):
                     spans.append((m.start(), m.end(), self.score - 0.1))
         spans = _merge(spans)
@@ -224,13 +227,13 @@ class AddressRecognizer(ProjectRecognizer):
 def _patterns_for(text: str) -> list:
     """The street patterns that can match ``text``, in their fixed order (pre-filter)."""
     folded = text.casefold()
-    words = set(_LETTER_RUN.findall(folded))
+    words = _LETTER_RUN.findall(folded)
     out = []
-    if not words.isdisjoint(_TYPES_AFTER_FOLDED):
+    if not _TYPES_AFTER_FOLDED.isdisjoint(words):
         out += (_STREET_AFTER, _UNIT_STREET)
     if _GERMAN_ENDING_AT_RUN_END.search(folded):
         out.append(_GERMAN)
-    if not words.isdisjoint(_TYPES_BEFORE_FOLDED):
+    if not _TYPES_BEFORE_FOLDED.isdisjoint(words):
         out.append(_STREET_BEFORE)
     return out
 

@@ -19,6 +19,12 @@ _SID = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9a-fA-F]{32}(?![A-Za-z0-9])")
 _SIP = re.compile(r"(?<![\w])sips?:[^\s<>\"',;]+(?:;[^\s<>\"',]+)*", re.IGNORECASE)
 _ICCID = re.compile(r"(?<![\w\-])89(?:[ \-]?\d){16,20}[Ff]?(?![\w\-])")
 _IMSI = re.compile(r"(?<![\w\-.+])[2-7]\d{14}(?![\w\-]|\.\d)")
+#: Exact pre-filters: each pattern without its look-arounds (and the tail of ``_ICCID``), so
+#: every match of the pattern holds a match of its hint; they start with a literal or a
+#: character class, which ``re`` searches much faster than a leading look-behind.
+_SID_HINT = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_ICCID_HINT = re.compile(r"89(?:[ \-]?\d){16}")
+_IMSI_HINT = re.compile(r"[2-7]\d{14}")
 
 
 class CpaasIdRecognizer(ProjectRecognizer):
@@ -32,10 +38,11 @@ class CpaasIdRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
-        if len(text) >= 34:
+        if len(text) >= 34 and _SID_HINT.search(text):
             for m in _SID.finditer(text):
                 out.append(self._result("CPAAS_SID", m.start(), m.end(), 0.95))
-        if ":" in text:
+        # exact pre-filter: in ASCII text, a case-insensitive "sip" is in the lower-cased text
+        if ":" in text and (not text.isascii() or "sip" in text.lower()):
             for m in _SIP.finditer(text):
                 end = m.end()
                 while end > m.start() and text[end - 1] in ".)]":
@@ -43,10 +50,12 @@ class CpaasIdRecognizer(ProjectRecognizer):
                 out.append(self._result("SIP_URI", m.start(), end, 0.95))
         if digit_count(text) < 15:  # pre-filter: ICCIDs have 18+ digits, IMSIs 15
             return out
-        for m in _ICCID.finditer(text):
-            digits = re.sub(r"\D", "", m.group(0))
-            score = 0.9 if len(digits) in (19, 20) and luhn_ok(digits) else 0.3
-            out.append(self._result("ICCID", m.start(), m.end(), score))
-        for m in _IMSI.finditer(text):
-            out.append(self._result("IMSI", m.start(), m.end(), 0.1))
+        if _ICCID_HINT.search(text):
+            for m in _ICCID.finditer(text):
+                digits = re.sub(r"\D", "", m.group(0))
+                score = 0.9 if len(digits) in (19, 20) and luhn_ok(digits) else 0.3
+                out.append(self._result("ICCID", m.start(), m.end(), score))
+        if _IMSI_HINT.search(text):
+            for m in _IMSI.finditer(text):
+                out.append(self._result("IMSI", m.start(), m.end(), 0.1))
         return out

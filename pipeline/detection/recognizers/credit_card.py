@@ -7,6 +7,9 @@ import re
 from pipeline.detection.recognizers._base import ProjectRecognizer, digit_count, luhn_ok
 
 _CANDIDATE = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
+#: The first 12 digits of every ``_CANDIDATE`` match, without its look-arounds (exact
+#: pre-filter; starting with a digit class, it is searched much faster).
+_HINT = re.compile(r"\d(?:[ \-]?\d){11}")
 # IIN ranges: Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro, Mir, RuPay.
 _SCHEME = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6011|64[4-9]|65|62|5[06-9]|6\d|22)")
 _GROUPINGS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1), (4, 4, 4, 2),
@@ -23,7 +26,7 @@ class CardNumberRecognizer(ProjectRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []
-        if digit_count(text) < 12:  # pre-filter: a card number has 12+ digits
+        if digit_count(text) < 12 or not _HINT.search(text):  # pre-filter: 12+ digits
             return out
         for m in _CANDIDATE.finditer(text):
             raw = m.group(0)

@@ -11,7 +11,7 @@ sits right before it with no phone word closer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import phonenumbers
 
@@ -28,6 +28,12 @@ _CANDIDATE = re.compile(
     """,
     re.VERBOSE,
 )
+#: Where a ``_CANDIDATE`` match can start (see :func:`_candidates`): ``+``, ``(`` or a digit
+#: (the first character of every match), with no digit or ``+`` before it (the pattern's own
+#: look-behind, checked after the character so that the pattern starts with a class).
+_CANDIDATE_START = re.compile(r"[+(\d](?<![\d+].)")
+_NON_DIGIT = re.compile(r"\D")
+_DIGIT_RUN = re.compile(r"\d+")
 _ORDINAL_AFTER = re.compile(r"\s?(?:st|nd|rd|th)\b", re.IGNORECASE)
 _DATE = re.compile(r"^(?:\d{4}[.\-]\d{1,2}[.\-]\d{1,2}|\d{1,2}[.\-]\d{1,2}[.\-]\d{2,4})(?!\d)")
 _TIME_AFTER = re.compile(r"[:h]\d")
@@ -43,6 +49,29 @@ _GLUE_WORDS = ("mobile", "mob", "tel", "phone", "ph", "cell", "fax", "call", "wh
 _ID_MARK_BEFORE = re.compile(r"(?:[#№]|[A-Za-z0-9][\-_/]|[A-Za-z]{1,4}\d*[\-_]?)$")
 
 
+def _candidates(text: str) -> Iterator[re.Match]:
+    """The matches of ``_CANDIDATE.finditer(text)``, in order, found faster.
+
+    ``finditer`` tries the pattern at every position from where the last match ended; a
+    match can only start where ``_CANDIDATE_START`` matches, and ``re`` finds those with its
+    fast scan for a leading character class (a leading look-behind, as in ``_CANDIDATE``,
+    has none). So the pattern is tried (``match``, which sees the text before the position
+    for its look-behind) at those positions only, in the same order."""
+    find = _CANDIDATE_START.search
+    match = _CANDIDATE.match
+    pos = 0
+    while (start := find(text, pos)) is not None:
+        m = match(text, start.start())
+        if m is None:
+            pos = start.start() + 1
+        else:
+            yield m
+            pos = m.end()
+
+
+#: Shortest candidate worth checking (exact shortcut): ``ndig`` below counts the digits of
+#: the candidate, at most its length, and must be 7 or more.
+_MIN_CANDIDATE_CHARS = 7
 #: Most candidates whose score a recognizer remembers.
 _SCORE_MEMO = 4096
 
@@ -74,15 +103,17 @@ class PhoneNumberRecognizer(ProjectRecognizer):
         out = []
         if digit_count(text) < 7:  # pre-filter: every phone has 7+ digits
             return out
-        for m in _CANDIDATE.finditer(text):
-            start, end = m.start(), m.end()
+        for m in _candidates(text):
             raw = m.group(0)
+            if len(raw) < _MIN_CANDIDATE_CHARS:
+                continue  # fewer than 7 characters hold fewer than 7 digits: ``ndig < 7``
+            start, end = m.start(), m.end()
             # trim trailing separators the pattern may not take, and leading spaces
             raw_stripped = raw.strip()
             start += len(raw) - len(raw.lstrip())
             end = start + len(raw_stripped)
             raw = raw_stripped
-            digits = re.sub(r"\D", "", raw)
+            digits = _NON_DIGIT.sub("", raw)
             intl = raw.startswith("+") or raw.startswith("00")
             ndig = len(digits) - (2 if raw.startswith("00") else 0)
             if not (7 <= ndig <= 15) or (intl and ndig < 8):
@@ -157,7 +188,10 @@ class PhoneNumberRecognizer(ProjectRecognizer):
             if phonenumbers.is_possible_number(parsed):
                 return self.scores["international"]
             return self.scores["grouped"]
-        groups = len(re.findall(r"\d+", raw))
+        groups = len(_DIGIT_RUN.findall(raw))
+        if groups < 2 and "(" not in raw and len(digits) < 10:
+            # a bare run of 7-9 digits scores "bare" whether valid or not: skip the parsing
+            return self.scores["bare"]
         valid = False
         for region in self.regions:
             try:
