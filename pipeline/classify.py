@@ -561,48 +561,54 @@ class Classifier:
         overrides = []
         cred = plan.credential_values
         if cred is None or not _may_hold_credential("\0".join(cred(vals))):
-            # no value can hold a credential: base entries, then the leaves that need more
-            # entry templates copied (C speed), each with its own entities list
-            fields = {}
-            for p, t in plan.base_templates:
-                entry = fields[p] = t.copy()
-                entry["entities"] = []
+            # no value can hold a credential: the plan's shared base entries (one C-level copy
+            # of the dict, see pipeline.plans.SHARED_ENTRIES), then the leaves that need more
+            # get entries of their own
+            fields = plan.base_fields.copy()
+            spans = plan.span_entries
+            acct_prefixes = vh.account_sid_prefixes
             for i, ptr, ent, find in plan.declared:
                 span = find(vals[i])
                 if span is not None:
-                    fields[ptr]["entities"].append({"type": ent, "start": span[0], "end": span[1],
-                                                    "score": 1.0, "recognizer": "rule"})
+                    fields[ptr] = spans.get((ptr, span)) or plan.span_entry(ptr, ent, span)
             for i, ptr, base, checks in plan.dynamic:
                 value = vals[i]
                 d = base
                 if checks:
                     if checks & CHECK_VALUE:
                         d = self._decide_by_value(value, vh, default_cat)
-                    else:
-                        d = self._strong_value(d, value, vh)
+                    elif "@" in value or value[:2] in acct_prefixes or (
+                            base.category == "usage" and ("://" in value or "." in value)):
+                        d = self._strong_value(d, value, vh)  # (its own first test, inlined)
                     if d is not base:
                         overrides.append((i, d))
                 if d is base and not d.secret and not d.scan:
-                    # the copied base entry is the entry: only a declared entity to add
+                    # the shared base entry is the entry, unless a declared entity is found
                     ent = d.entity
                     if ent is not None:
                         span = declared_span(ent, value)
                         if span is not None:
-                            fields[ptr]["entities"].append({"type": ent, "start": span[0], "end": span[1],
-                                                            "score": 1.0, "recognizer": "rule"})
+                            fields[ptr] = spans.get((ptr, span)) or plan.span_entry(ptr, ent, span)
                 else:
                     fields[ptr] = _field_entry(d, ptr, value, secrets, scan_jobs)
         else:
             fields = self._planned_fields(plan, vals, secrets, overrides, scan_jobs)
-        key = (plan, tuple(overrides))
-        layout = self.layouts.get(key)
-        if layout is None:
-            decisions = [d for _p, d, _c in plan.items]
-            for i, d in overrides:
-                decisions[i] = d
-            layout = Layout(plan, tuple(decisions), pointers.mask_pointer)
+        overrides = tuple(overrides)
+        last = plan.last_layout  # the plan's last layout: most records of a shape share one
+        if last is not None and last[0] == overrides:
+            layout = last[1]
+        else:
+            key = (plan, overrides)
+            layout = self.layouts.get(key)
+            if layout is None:
+                decisions = [d for _p, d, _c in plan.items]
+                for i, d in overrides:
+                    decisions[i] = d
+                layout = Layout(plan, tuple(decisions), pointers.mask_pointer)
+                if shape.cacheable:
+                    self.layouts.put(key, layout)
             if shape.cacheable:
-                self.layouts.put(key, layout)
+                plan.last_layout = (overrides, layout)
         if secrets:
             record = pointers.replace(record, secrets, self.hash_secret)
         schema_errors = self._layout_schema_check(layout, family, record) if self.schema_check else []

@@ -66,10 +66,17 @@ def decode_object(raw: bytes | bytearray | memoryview | None, *, max_depth: int 
         except UnicodeDecodeError as exc:
             raise DecodeError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     scan = raw.translate(_SCAN_MAP)  # one pass for the two checks below (see _SCAN_MAP)
-    # the bracket count bounds the depth: only a value with many brackets is walked
-    if scan.count(b"[") > max_depth and _max_depth(raw, max_depth) > max_depth:
+    # the bracket count bounds the depth: only a value with many brackets is walked (and a
+    # value of at most max_depth bytes cannot have more)
+    if len(raw) > max_depth and scan.count(b"[") > max_depth and _max_depth(raw, max_depth) > max_depth:
         raise DecodeError("too_deep", f"nesting deeper than {max_depth} levels")
-    value = _loads(raw, inexact=_DIGIT_RUN in scan)
+    if _DIGIT_RUN in scan:
+        value = _loads(raw, inexact=True)
+    else:
+        try:  # _loads's first step, inlined: most values
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = _loads(raw, inexact=False)
     if not isinstance(value, dict):
         raise DecodeError("not_object", f"a JSON {_type_name(value)}, not an object")
     return value
@@ -87,9 +94,11 @@ def _loads(raw: bytes, *, inexact: bool | None = None):
                 raise DecodeError("invalid_json", _position(exc)) from None
     try:
         return json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except _NotJsonConstant:  # orjson's path calls these invalid JSON too: same kind either way
+        raise DecodeError("invalid_json", "NaN or Infinity: not JSON (RFC 8259 has no such literal)") from None
     except _NonFinite:
         raise DecodeError("number_out_of_range",
-                          "a number is outside the double range (or NaN/Infinity): not valid I-JSON") from None
+                          "a number is outside the double range: not valid I-JSON") from None
     except json.JSONDecodeError as exc:
         raise DecodeError("invalid_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
     except ValueError:  # an integer longer than sys.get_int_max_str_digits() (4,300 by default)
@@ -110,8 +119,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class _NotJsonConstant(ValueError):
+    pass
+
+
 def _no_constant(_name: str):
-    raise _NonFinite
+    """``parse_constant`` of the standard library's parser: ``NaN``, ``Infinity`` and
+    ``-Infinity`` are not JSON (it accepts them by default)."""
+    raise _NotJsonConstant
 
 
 def _position(exc: orjson.JSONDecodeError) -> str:

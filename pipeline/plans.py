@@ -37,7 +37,9 @@ PLAN_CACHE_SIZE = 1024
 FAMILIES_PER_SHAPE = 4
 #: Layouts kept by a classifier, all plans together (LRU). A layout with its compiled routes
 #: costs about 20 kB: 4,096 bound them near 80 MB; a stream of a few dozen shapes needs well
-#: under 1 MB.
+#: under 1 MB. Each live plan also keeps its last layout (``Plan.last_layout``), its shared
+#: entries (at most :data:`SPAN_ENTRIES_PER_PLAN` with a span) and each layout at most
+#: :data:`ENTITY_VIEWS_PER_LAYOUT` entity views (a few hundred bytes each).
 LAYOUT_CACHE_SIZE = 4096
 
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
@@ -215,19 +217,23 @@ class Plan:
     ``items``: per leaf ``(pointer, decision or None, checks)`` where ``checks`` is a bit
     set of :data:`CHECK_CREDENTIAL`, :data:`CHECK_VALUE`, :data:`CHECK_STRONG`;
     ``base_entries``: per leaf ``(pointer, category, source, rule)`` of its decision (``None``
-    when the value decides); ``base_templates``: ``(pointer, entry)`` of the same, entries
-    with ``entities`` still to set (copied per record); ``declared``: ``(leaf index,
+    when the value decides); ``base_fields``: ``{pointer: entry}`` of the same, each entry
+    ``{"category", "source", "rule", "entities": []}`` built once and shared, read-only, by
+    every envelope of the plan whose entry for the leaf is the base entry without entities
+    (a leaf whose entry differs gets its own dict; see :data:`SHARED_ENTRIES`); ``declared``: ``(leaf index,
     pointer, entity, span finder)`` of the leaves whose entry is the base plus the span of
     the entity their rule or name declares (:func:`pipeline.values.span_finder`);
     ``dynamic``: ``(leaf index, pointer, decision, checks)`` of the other leaves whose entry
     needs more than the base (a value check other than the credential one, no decision, a
     scan, a secret); ``credential_values``: ``fn(values)`` -> the
-    string values that may hold a credential (``None`` when none). Its layouts are kept by
-    the classifier, keyed by ``(plan, overrides)``.
+    string values that may hold a credential (``None`` when none); ``span_entries`` /
+    ``interned``: the shared entries with a declared span (:meth:`span_entry`) and their ids;
+    ``last_layout``: ``(overrides, layout)`` of the plan's last record. Its layouts are kept
+    by the classifier, keyed by ``(plan, overrides)``.
     """
 
-    __slots__ = ("base_entries", "base_templates", "credential_values", "declared", "dynamic", "family", "items",
-                 "shape")
+    __slots__ = ("base_entries", "base_fields", "credential_values", "declared", "dynamic", "family", "interned",
+                 "items", "last_layout", "shape", "span_entries")
 
     def __init__(self, shape: Shape, family: str, items: tuple):
         from operator import itemgetter
@@ -235,10 +241,17 @@ class Plan:
         self.shape, self.family, self.items = shape, family, items
         self.base_entries = tuple((p, None, None, None) if d is None else (p, d.category, d.source, d.rule)
                                   for p, d, _c in items)
-        #: ``(pointer, entry template)`` per leaf: the base entry with ``entities`` still to
-        #: be set (copied per record, never handed out)
-        self.base_templates = tuple((p, {"category": c, "source": s, "rule": r, "entities": None})
-                                    for p, c, s, r in self.base_entries)
+        #: ``{pointer: base entry}``: shared by the envelopes of the plan, never mutated
+        #: (:data:`SHARED_ENTRIES`); copied per envelope as a whole (one C-level dict copy)
+        self.base_fields = {p: {"category": c, "source": s, "rule": r, "entities": []}
+                            for p, c, s, r in self.base_entries}
+        #: ``{(pointer, (start, end)): entry}``: the base entry with one declared-entity span,
+        #: shared like the base entries (see :meth:`span_entry`); ``interned``: their ids
+        self.span_entries: dict[tuple, dict] = {}
+        self.interned: set[int] = set()
+        #: ``(overrides, layout)`` of the last record of the plan (the classifier's layout LRU is
+        #: looked up only when the overrides differ); keeps one layout alive per plan
+        self.last_layout: tuple | None = None
         declared, dynamic = [], []
         for i, (p, d, c) in enumerate(items):
             checks = c & ~CHECK_CREDENTIAL
@@ -256,6 +269,37 @@ class Plan:
         else:
             self.credential_values = itemgetter(*cred)
 
+    def span_entry(self, ptr: str, entity: str, span: tuple[int, int]) -> dict:
+        """The entry of leaf ``ptr`` (its decision's base entry) holding one ``entity`` span
+        declared by its rule or name (score 1.0, recognizer ``"rule"``), as
+        :func:`pipeline.classify._field_entry` builds it. Kept and shared, read-only, by the
+        envelopes of the plan (:data:`SHARED_ENTRIES`), for at most
+        :data:`SPAN_ENTRIES_PER_PLAN` spans (positions, never values); a new dict past that."""
+        key = (ptr, span)
+        entry = self.span_entries.get(key)
+        if entry is None:
+            entry = self.base_fields[ptr].copy()
+            entry["entities"] = [{"type": entity, "start": span[0], "end": span[1], "score": 1.0,
+                                  "recognizer": "rule"}]
+            if len(self.span_entries) < SPAN_ENTRIES_PER_PLAN:
+                self.span_entries[key] = entry
+                self.interned.add(id(entry))
+        return entry
+
+
+#: Declared-entity entries a plan keeps (:meth:`Plan.span_entry`): a leaf's spans repeat
+#: (a phone number at ``(0, 12)``, a formatted one at ``(1, 14)``).
+SPAN_ENTRIES_PER_PLAN = 32
+
+#: Field entries of planned envelopes are shared: an envelope's ``fields`` dict is its own,
+#: but an entry without entities (no declared span, no scan, not secret, not value-decided) is
+#: the plan's :attr:`Plan.base_fields` entry, the same dict in every envelope of the plan, and
+#: an entry holding only the span its rule declares is the plan's :meth:`Plan.span_entry`.
+#: Nothing in the pipeline mutates an entry it did not build (the router, the anonymiser,
+#: redaction and stats build new dicts; :func:`pipeline.classify.fill_scans` extends only
+#: entries of scan jobs, built per envelope). Callers must treat envelope entries as
+#: read-only (copy before changing one).
+SHARED_ENTRIES = True
 
 #: A string leaf whose decision is neither secret nor content: may hold a credential.
 CHECK_CREDENTIAL = 1
@@ -271,7 +315,8 @@ class Layout:
     ``decisions``: per leaf; ``categories``: sorted categories present; ``secrets``:
     pointers of secret leaves; ``field_counts`` / ``unknown_fields`` /
     ``unknown_pointers``: the per-record stats that depend on decisions only;
-    ``entity_ptrs``: pointers whose entry may hold entities (document order); ``route``: the router's compiled
+    ``entity_ptrs``: pointers whose entry may hold entities (document order), ``entity_entries``
+    ``fn(fields)`` -> their entries (see also :meth:`entity_view`); ``route``: the router's compiled
     routes (filled in by :meth:`pipeline.router.Router.compile`); ``drift``: ``(monitor, fields it
     samples with their rule windows)`` (filled in by :meth:`pipeline.drift.DriftMonitor.sample`); ``schema``:
     ``(schema checker, its check for the layout's records or None)`` (filled in by the classifier).
@@ -281,6 +326,8 @@ class Layout:
         "categories",
         "decisions",
         "drift",
+        "_views",
+        "entity_entries",
         "entity_ptrs",
         "field_counts",
         "plan",
@@ -310,9 +357,69 @@ class Layout:
         self.unknown_pointers = unknown
         self.entity_ptrs = tuple(p for p, d in zip(ptrs, decisions)
                                  if (d.entity is not None and not d.secret) or d.scan)
+        #: ``fn(fields)`` -> the entries of :attr:`entity_ptrs` (a tuple, C-level getter)
+        self.entity_entries = _entries_getter(self.entity_ptrs)
+        #: ids of the shared entries of :attr:`entity_ptrs` -> their :class:`EntityView`
+        self._views: dict[tuple[int, ...], EntityView] = {}
         self.route = None
         self.drift = None
         self.schema = None
+
+    def entity_view(self, fields: dict) -> EntityView | None:
+        """The :class:`EntityView` of an envelope of this layout (its ``fields``), or ``None``
+        when one of its entries that may hold entities is not one the plan shares
+        (:data:`SHARED_ENTRIES`: a scanned text, a secret, a value that may hold a credential)
+        or :data:`ENTITY_VIEWS_PER_LAYOUT` views are kept already.
+
+        Keyed by the ids of the entries: shared entries live, unchanged, as long as the plan
+        (which the layout holds), so an entry with the id of a shared one is that entry."""
+        entries = self.entity_entries(fields)
+        key = tuple(map(id, entries))
+        view = self._views.get(key)
+        if view is None:
+            plan = self.plan
+            base, interned = plan.base_fields, plan.interned
+            if len(self._views) >= ENTITY_VIEWS_PER_LAYOUT or not all(
+                    e is base[p] or id(e) in interned for p, e in zip(self.entity_ptrs, entries)):
+                return None
+            view = self._views[key] = EntityView(entries)
+        return view
+
+
+#: Combinations of shared entity entries whose :class:`EntityView` a layout keeps.
+ENTITY_VIEWS_PER_LAYOUT = 64
+
+
+class EntityView:
+    """What depends only on which shared entries (:data:`SHARED_ENTRIES`) the fields that may
+    hold entities of an envelope hold (:meth:`Layout.entity_view`), worked out once.
+
+    ``counts``: entity type -> count over those entries (``RecordStats.entities``);
+    ``fragments``: the router's encoded entries (:class:`pipeline.router._Assembler`, filled
+    in by it); ``header_items``: the router's ``privacy-entities`` header per projection's
+    entity pointers (filled in by it)."""
+
+    __slots__ = ("counts", "fragments", "header_items")
+
+    def __init__(self, entries: tuple):
+        counts: dict[str, int] = {}
+        for entry in entries:
+            for e in entry["entities"]:
+                counts[e["type"]] = counts.get(e["type"], 0) + 1
+        self.counts = counts
+        self.fragments: tuple | None = None
+        self.header_items: dict[tuple, tuple] = {}
+
+
+def _entries_getter(ptrs: tuple):
+    """``fn(fields)`` -> the tuple of ``fields[p]`` for ``p`` in ``ptrs`` (``operator.itemgetter``
+    returns a lone item bare: wrapped for zero and one pointer)."""
+    if len(ptrs) > 1:
+        return itemgetter(*ptrs)
+    if ptrs:
+        only = ptrs[0]
+        return lambda fields: (fields[only],)
+    return lambda fields: ()
 
 
 # -- projections (the record restricted to pointers, compiled per shape) ---------------------

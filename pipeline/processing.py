@@ -309,7 +309,8 @@ class Processor:
         outcome = "deletion" if deletion else "classified"
         # a new data key is produced (and awaited by the worker) before the content it seals
         outputs = self._fit_all(rec, outputs, new_keys)
-        stats = _stats(env, outputs, layout, self.topics.deadletter)
+        stats = _layout_stats(env, outputs, layout, self.topics.deadletter) if layout is not None \
+            else _stats(env, outputs, None, self.topics.deadletter)
         flagged = self.drift.sample(env, layout)
         if flagged:
             stats.drift.update(flagged)
@@ -490,17 +491,21 @@ def _layout_stats(env: dict, outputs: list[OutputMessage], layout,
                   deadletter_topic: str | None) -> RecordStats:
     """:func:`_stats` for an envelope with its ``layout`` (same result): the counts that
     depend on decisions only come from the layout; per record, the entities of the entries
-    that may hold some (``layout.entity_ptrs``) are counted, and a ``deadletter-reason``
+    that may hold some (``layout.entity_entries``) are counted (or come from the
+    layout's :meth:`~pipeline.plans.Layout.entity_view`), and a ``deadletter-reason``
     header is looked for only when an output goes to ``deadletter_topic`` (every output when
     it is ``None``)."""
     counts = _counter()
     dict.update(counts, layout.field_counts)
     ents = _counter()
-    fields = env["fields"]
-    for ptr in layout.entity_ptrs:
-        for e in fields[ptr]["entities"]:
-            t = e["type"]
-            ents[t] = ents.get(t, 0) + 1
+    view = layout.entity_view(env["fields"])
+    if view is not None:  # the entities of shared entries, counted once
+        dict.update(ents, view.counts)
+    else:
+        for entry in layout.entity_entries(env["fields"]):
+            for e in entry["entities"]:
+                t = e["type"]
+                ents[t] = ents.get(t, 0) + 1
     routes = [o.topic for o in outputs]
     st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(), routes)
     if deadletter_topic is None or deadletter_topic in routes:

@@ -50,7 +50,7 @@ import orjson
 from pipeline import pointers
 from pipeline.codec import encode
 from pipeline.consent import allows
-from pipeline.plans import Layout, compile_projection, project
+from pipeline.plans import EntityView, Layout, compile_projection, project
 from pipeline.policy.model import CATEGORIES, HoldSpec, Policy
 from pipeline.records import OutputMessage, output_message
 from pipeline.topics import TopicNames
@@ -369,7 +369,7 @@ class Router:
             "pointers_withheld": mheld,
         }
         return output_message(self.topics.audit, key, encode(audit),
-                              (("event-id", event_id), _NO_CATEGORIES, _NO_ENTITIES) + tail)
+                              (("event-id", event_id), _NO_CATEGORIES, _NO_ENTITIES, tail[0], tail[1]))
 
     def _redacted_compiled(self, env: dict, c: _Compiled) -> dict:
         """:meth:`redacted`, with the common no-redaction case decided from compiled markers."""
@@ -982,6 +982,8 @@ class _RoutePlan:
 
 _NO_CATEGORIES = ("privacy-categories", b"")
 _NO_ENTITIES = ("privacy-entities", b"")
+#: :attr:`_Assembler._view` before the envelope's entity view is looked up
+_UNSET = object()
 #: :class:`_Assembler`: the bytes after ``"schema_errors":`` of an envelope without errors
 _NO_SCHEMA_ERRORS = b'[],"record":'
 
@@ -1123,28 +1125,47 @@ class _Assembler:
     fallback, as before.
     """
 
-    __slots__ = ("_dyn", "_entity_items", "_head", "_keyed", "_record", "_schema", "carrier_id", "env")
+    __slots__ = ("_dyn", "_entity_items", "_head", "_keyed", "_layout", "_record", "_schema", "_view", "carrier_id",
+                 "env")
 
     def __init__(self, env: dict, c: _Compiled):
         self.env = env
+        self._layout = c.layout
         self._keyed = c.assemble_keyed
         self._head = self._schema = self._record = None
         self._dyn: tuple | None = None  # the dynamic fields' fragments, once per envelope
-        self._entity_items: dict[tuple, tuple] = {}
+        self._entity_items: dict[tuple, tuple] | None = None  # without an entity view
+        self._view = _UNSET  # the layout's EntityView of the envelope, or None, once looked up
         self.carrier_id = None
+
+    def _entity_view(self) -> EntityView | None:
+        """:meth:`pipeline.plans.Layout.entity_view` of the envelope (looked up once)."""
+        view = self._view
+        if view is _UNSET:
+            view = self._view = self._layout.entity_view(self.env["fields"])
+        return view
 
     def headers(self, event_item: tuple, proj: _Proj, tail: tuple) -> tuple[tuple[str, bytes], ...]:
         """:func:`_headers_compiled` (same result); the ``privacy-entities`` header is
-        worked out once per envelope for projections with the same entity pointers."""
+        worked out once per envelope for projections with the same entity pointers.
+        ``tail``: the two headers of :meth:`Router._header_tail`."""
         key = proj.entity_key
         if not key:
-            return (event_item, proj.cats_item, _NO_ENTITIES) + tail
-        items = self._entity_items
+            return (event_item, proj.cats_item, _NO_ENTITIES, tail[0], tail[1])
+        view = self._view
+        if view is _UNSET:
+            view = self._entity_view()
+        if view is not None:  # shared entries: the header is kept in the view
+            items = view.header_items
+        else:
+            items = self._entity_items
+            if items is None:
+                items = self._entity_items = {}
         ents_item = items.get(key)
         if ents_item is None:
             fields = self.env["fields"]
             ents_item = items[key] = proj.entities_item(tuple([e["type"] for p in key for e in fields[p]["entities"]]))
-        return (event_item, proj.cats_item, ents_item) + tail
+        return (event_item, proj.cats_item, ents_item, tail[0], tail[1])
 
     def restricted(self, proj: _Proj, after_fields: bytes) -> bytes | None:
         """``encode(_restrict_compiled(env, proj))``, or ``None`` (see class doc);
@@ -1198,10 +1219,18 @@ class _Assembler:
         with some entries encoded per envelope."""
         dyn = self._dyn
         if dyn is None:
-            fields = self.env["fields"]
-            # b'"pointer":' + the entry, as orjson.dumps({pointer: entry}) writes it inside braces
-            dyn = self._dyn = tuple([key + orjson.dumps(entry) if (entry := fields[p])["entities"] else empty
-                                     for p, key, empty in self._keyed])
+            view = self._view
+            if view is _UNSET:
+                view = self._entity_view()
+            dyn = None if view is None else view.fragments  # shared entries: encoded once
+            if dyn is None:
+                fields = self.env["fields"]
+                # b'"pointer":' + the entry, as orjson.dumps({pointer: entry}) writes it inside braces
+                dyn = tuple([key + orjson.dumps(entry) if (entry := fields[p])["entities"] else empty
+                             for p, key, empty in self._keyed])
+                if view is not None:
+                    view.fragments = dyn
+            self._dyn = dyn
         return b",".join(pick(parts + dyn))
 
     def _rec(self, proj: _Proj) -> bytes:
