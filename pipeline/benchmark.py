@@ -351,11 +351,12 @@ def presidio_baselines(records: Sequence[SourceRecord], texts: Sequence[str], *,
 
     from pipeline.evaluation.detection_eval import stock_presidio_engine
 
-    engine = stock_presidio_engine(model_name)
-    batch = BatchAnalyzerEngine(analyzer_engine=engine)
-    # stock Presidio warns once per spaCy entity it has no mapping for (CARDINAL, DATE, ...):
+    # stock Presidio warns once per recognizer of another language while it builds its
+    # registry, then once per spaCy entity it has no mapping for (CARDINAL, DATE, ...):
     # hundreds of lines before the table; the baseline's results do not depend on them
     with quiet_logger("presidio-analyzer"):
+        engine = stock_presidio_engine(model_name)
+        batch = BatchAnalyzerEngine(analyzer_engine=engine)
         list(batch.analyze_iterator(list(texts[:16]), language="en", batch_size=64))
         it_rate, it_secs = _best_rate(
             len(records), lambda: list(batch.analyze_iterator(list(texts), language="en", batch_size=64)),
