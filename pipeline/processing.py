@@ -490,24 +490,24 @@ def _counter() -> Counter:
 def _layout_stats(env: dict, outputs: list[OutputMessage], layout,
                   deadletter_topic: str | None) -> RecordStats:
     """:func:`_stats` for an envelope with its ``layout`` (same result): the counts that
-    depend on decisions only come from the layout; per record, the entities of the entries
+    depend on decisions only are the layout's own (``fields``, ``unknown_pointers``: shared,
+    read-only, see :class:`~pipeline.records.RecordStats`); per record, the entities of the entries
     that may hold some (``layout.entity_entries``) are counted (or come from the
     layout's :meth:`~pipeline.plans.Layout.entity_view`), and a ``deadletter-reason``
     header is looked for only when an output goes to ``deadletter_topic`` (every output when
     it is ``None``)."""
-    counts = _counter()
-    dict.update(counts, layout.field_counts)
-    ents = _counter()
+    counts = layout.field_counts
     view = layout.entity_view(env["fields"])
     if view is not None:  # the entities of shared entries, counted once
-        dict.update(ents, view.counts)
+        ents = view.counts
     else:
+        ents = _counter()
         for entry in layout.entity_entries(env["fields"]):
             for e in entry["entities"]:
                 t = e["type"]
                 ents[t] = ents.get(t, 0) + 1
     routes = [o.topic for o in outputs]
-    st = RecordStats(counts, ents, layout.unknown_fields, list(layout.unknown_pointers), None, _counter(), routes)
+    st = RecordStats(counts, ents, layout.unknown_fields, layout.unknown_pointers, None, _counter(), routes)
     if deadletter_topic is None or deadletter_topic in routes:
         st.deadletter_reason = _deadletter_reason(outputs, deadletter_topic)
     return st

@@ -73,6 +73,9 @@ class RecordStats:
     ``fields`` counts leaves by ``(category, source)``; ``entities`` by entity type;
     ``unknown_pointers`` lists pointers no rule knew, data-like segments masked;
     ``drift`` counts rules whose usage field carried PII; ``routes`` are output topics.
+    Read-only for consumers (the metrics sum them): records of one layout share its
+    ``fields`` counter and ``unknown_pointers`` list, and ``entities`` when their entries
+    are the layout's shared ones (:data:`pipeline.plans.SHARED_ENTRIES`).
     """
 
     fields: Counter = field(default_factory=Counter)

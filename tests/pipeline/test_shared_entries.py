@@ -245,3 +245,38 @@ def test_detector_spans_never_reach_shared_entries(policy):
     assert any(e["recognizer"] == "fake" for r in results if r.envelope
                for f in r.envelope["fields"].values() for e in f["entities"])
     assert [copy.deepcopy((p.base_fields, p.span_entries)) for p in plans] == before
+
+
+@pytest.mark.parametrize("n", [2, 50])
+def test_record_stats_of_one_layout_share_counts_that_stay_correct(n):
+    """Planned records of one layout share the layout's ``fields`` counter and
+    ``unknown_pointers``; summing them into metrics reads them only, so every record's counts
+    stay what the layout says and the metric totals are ``n`` times one record's."""
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.metrics import PipelineMetrics
+    from pipeline.policy import load_policy
+    from pipeline.processing import Processor
+    from pipeline.records import SourceRecord
+    from pipeline.settings import Settings
+
+    proc = Processor(load_policy(), Settings(secret_hash_key="k", pseudonym_key="p"), detector=None)
+    recs = [SourceRecord("cpaas.calls.v1", 0, i, None, json.dumps(
+        {"sid": f"CA{i:032x}", "from": "+14155550100", "to": "+14155550101", "duration": i,
+         "zz_mystery": i}).encode()) for i in range(n)]
+    results = proc.process_batch(recs)
+    first = results[0].stats
+    assert all(r.stats.fields is first.fields for r in results)
+    assert all(r.stats.unknown_pointers is first.unknown_pointers for r in results)
+    before = (dict(first.fields), list(first.unknown_pointers), dict(first.entities))
+    metrics = PipelineMetrics.from_processor(proc, CollectorRegistry())
+    metrics.observe(results, 0.01)
+    metrics.observe(results, 0.01)
+    assert (dict(first.fields), list(first.unknown_pointers), dict(first.entities)) == before
+    text = metrics.render().decode()
+    usage = sum(n for (cat, _src), n in first.fields.items() if cat == "usage")
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("privacy_fields_total{") and 'category="usage"' in line)
+    assert total == 2 * n * usage
