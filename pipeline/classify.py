@@ -566,7 +566,6 @@ class Classifier:
             # get entries of their own
             fields = plan.base_fields.copy()
             spans = plan.span_entries
-            acct_prefixes = vh.account_sid_prefixes
             for i, ptr, ent, find in plan.declared:
                 span = find(vals[i])
                 if span is not None:
@@ -577,9 +576,8 @@ class Classifier:
                 if checks:
                     if checks & CHECK_VALUE:
                         d = self._decide_by_value(value, vh, default_cat)
-                    elif "@" in value or value[:2] in acct_prefixes or (
-                            base.category == "usage" and ("://" in value or "." in value)):
-                        d = self._strong_value(d, value, vh)  # (its own first test, inlined)
+                    else:
+                        d = self._strong_value(d, value, vh)
                     if d is not base:
                         overrides.append((i, d))
                 if d is base and not d.secret and not d.scan:
