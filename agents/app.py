@@ -593,6 +593,12 @@ class PrivacyApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        # once Faust has set up logging (the worker command configures none before): keys
+        # still at their public development defaults, by variable name only
+        self.privacy_settings.check_keys(log)
+        if self.key_state is not None and getattr(self.processor, "dev_master_key", False):
+            log.warning("crypto-shredding uses the built-in development master key: set "
+                        "PRIVACY_PIPELINE_MASTER_KEY (and _MASTER_KEY_ID) in production")
         specs = self.processor.topic_specs()
         loop = asyncio.get_running_loop()
         statuses = await loop.run_in_executor(None, partial(ensure_topics, self.privacy_settings, specs))
@@ -666,7 +672,8 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
     ``faust_options`` override Faust ``App`` settings (tests lower timeouts this way).
     """
     settings = settings or load_settings()
-    settings.check_keys(log)  # development keys: a warning, or ConfigError with REQUIRE_KEYS
+    if settings.require_keys:
+        settings.check_keys(log)  # ConfigError before anything starts (the warning: on_first_start)
     if processor is None:
         from pipeline.detection.pool import build_worker_detector
         from pipeline.policy import load_policy
@@ -744,9 +751,6 @@ def create_app(settings: Settings | None = None, processor: Any = None, *,
         from pipeline.shredding import KeyRing
 
         key_state = KeyState(settings, names.keys, KeyRing(processor.keyring.masters, processor.keyring.current))
-        if getattr(processor, "dev_master_key", False):
-            log.warning("crypto-shredding uses the built-in development master key: set "
-                        "PRIVACY_PIPELINE_MASTER_KEY (and _MASTER_KEY_ID) in production")
     app.key_state = key_state
 
     started_producer: list = []

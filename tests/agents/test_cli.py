@@ -85,6 +85,48 @@ def test_worker_starts_in_a_fresh_directory_with_the_default_data_dir(tmp_path):
     assert "FileNotFoundError" not in out
 
 
+@pytest.mark.parametrize("require", [False, True])
+def test_worker_warns_about_or_refuses_the_development_keys(require, tmp_path):
+    """The warning is logged once Faust has set up logging (a warning logged before is lost),
+    naming the variables, never a key; ``REQUIRE_KEYS`` refuses to start instead."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVACY_PIPELINE_")}
+    env.update(PRIVACY_PIPELINE_KAFKA_BROKER="127.0.0.1:9", PRIVACY_PIPELINE_DETECTOR_PROCESSES="1",
+               PRIVACY_PIPELINE_PSEUDONYM_KEY="pseudo-key-set-here")
+    if require:
+        env["PRIVACY_PIPELINE_REQUIRE_KEYS"] = "true"
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--web-port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode("utf-8", "replace")
+            if not line:
+                break
+            lines.append(line)
+            if "PRIVACY_PIPELINE_SECRET_HASH_KEY" in line:
+                break
+        if require:
+            proc.wait(timeout=60)  # it exits by itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    out = "".join(lines)
+    assert "PRIVACY_PIPELINE_SECRET_HASH_KEY not set" in out and "PSEUDONYM_KEY not set" not in out
+    assert ("refusing to start" in out) is require and ("WARNING" in out) is not require
+    assert "pseudo-key-set-here" not in out and "change-me" not in out
+    if require:
+        assert proc.returncode == 2
+
+
 def test_worker_without_a_broker_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.delenv("PRIVACY_PIPELINE_KAFKA_BROKER", raising=False)
     monkeypatch.delenv("KAFKA_BROKER", raising=False)
