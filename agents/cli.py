@@ -81,7 +81,7 @@ def _add_run(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from agents.runner import render_summary, run_job
 
-    problem = None if args.input is None else _input_problem(args.input)
+    problem = None if args.input is None else _input_problem(args.input, regular=True)
     if problem is not None:
         print(f"privacy-pipeline run: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -159,7 +159,7 @@ def _add_produce(sub) -> None:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    problem = _input_problem(args.file)
+    problem = _input_problem(args.file, regular=True)
     if problem is not None:
         print(f"privacy-pipeline produce: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -526,14 +526,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _input_problem(path: str | Path) -> str | None:
+def _input_problem(path: str | Path, *, regular: bool = False) -> str | None:
     """Why ``path`` cannot be read as an input file (``"no such file: PATH"``, ``"PATH is a
-    directory, not a file"``, ``"cannot read PATH: permission denied"``), ``None`` when it can."""
+    directory, not a file"``, ``"cannot read PATH: permission denied"``), ``None`` when it can
+    (a regular file, a FIFO, a device such as ``/dev/stdin``; only a regular file with
+    ``regular``, for commands that read their input twice)."""
     path = Path(path)
     if path.is_dir():
         return f"{path} is a directory, not a file"
-    if not path.is_file():
+    if not path.exists():  # a FIFO or /dev/fd/N (a shell's process substitution) is fine
         return f"no such file: {path}"
+    if regular and not path.is_file():
+        return f"{path} is not a regular file (the input is read twice: counted, then sent)"
     if not os.access(path, os.R_OK):
         return f"cannot read {path}: permission denied"
     return None
@@ -646,6 +650,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 def cmd_policy_diff(args: argparse.Namespace) -> int:
     from pipeline.policy_tools import format_policy_diff, policy_diff
 
+    problem = None if args.sample is None else _input_problem(args.sample)
+    if problem is not None:
+        print(f"privacy-pipeline policy diff: --sample: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(format_policy_diff(policy_diff(args.old, args.new, args.sample)))
     return EXIT_OK
 

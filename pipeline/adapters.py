@@ -62,7 +62,7 @@ def adapt_line(line: bytes, fmt: str = "auto") -> tuple[bytes, str | Rejection |
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "asterisk-csv":
-        converted = _try_asterisk(line, strict=False)
+        converted = None if _looks_like_json(line) else _try_asterisk(line, strict=False)
         return (converted, "call") if converted is not None else (line, NOT_A_CDR)
     if line.startswith(_BOM):
         line = line[len(_BOM):]
@@ -75,6 +75,14 @@ def adapt_line(line: bytes, fmt: str = "auto") -> tuple[bytes, str | Rejection |
     return (converted, "call") if converted is not None else (line, None)
 
 
+def _looks_like_json(line: bytes) -> bool:
+    """Whether ``line`` starts (after whitespace and a byte-order mark) like a JSON object or
+    array: never a CDR, whose first column is a quoted or bare account code, even when its
+    commas give a CDR's column count."""
+    head = line.removeprefix(_BOM).lstrip()
+    return head.startswith((b"{", b"["))
+
+
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -82,7 +90,7 @@ def _try_asterisk(line: bytes, strict: bool = True) -> bytes | None:
     """The CDR as JSON, or ``None`` when the line is not one. A CDR has 16 columns
     (``loguniqueid``/``loguserfield`` off) to 21, a ``start`` timestamp
     (``YYYY-MM-DD HH:MM:SS``) and integer ``duration`` and ``billsec``; ``strict`` (auto
-    detection) requires all three, the explicit format only the column count."""
+    detection) requires all three, the explicit format the column count and the durations."""
     try:
         text = line.decode("utf-8-sig")
         row = next(csv.reader(io.StringIO(text)))
@@ -90,7 +98,11 @@ def _try_asterisk(line: bytes, strict: bool = True) -> bytes | None:
         return None
     if not 16 <= len(row) <= len(ASTERISK_COLUMNS):
         return None
-    if strict and not (_STAMP.match(row[9]) and row[12].isdigit() and row[13].isdigit()):
+    # integer duration and billsec: Asterisk always writes them; the explicit format does not
+    # require auto detection's start timestamp (some CDR back ends leave it empty)
+    if not (row[12].isdigit() and row[13].isdigit()):
+        return None
+    if strict and not _STAMP.match(row[9]):
         return None
     return encode(dict(zip(ASTERISK_COLUMNS, row)))
 

@@ -64,7 +64,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline import pointers
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, DecodeError, PipelineError
 from pipeline.policy.model import OperatorSpec, Policy
 
 if TYPE_CHECKING:
@@ -574,11 +574,13 @@ class Anonymiser:
         """
         jobs: list[list[tuple[str, str]]] = []
         envs = list(envs)
+        failed: dict[int, Exception] = {}
         for k, env in enumerate(envs):
             try:
                 envs[k] = env = self.with_unlisted(env)
                 jobs.append(self.rescan_jobs(env))
-            except Exception:  # a malformed envelope: anonymise_envelope below reports it
+            except Exception as exc:  # a malformed envelope: its exception in its place
+                failed[k] = exc
                 jobs.append([])
         texts = [v for js in jobs for _, v in js]
         found: list | None = None
@@ -591,7 +593,10 @@ class Anonymiser:
                 found = None
         out: list[dict | Exception] = []
         pos = 0
-        for env, js in zip(envs, jobs):
+        for k, (env, js) in enumerate(zip(envs, jobs)):
+            if k in failed:
+                out.append(failed[k])
+                continue
             try:
                 if not js:
                     out.append(self._anonymise_scanned(env))
@@ -612,7 +617,6 @@ class Anonymiser:
         that is not an envelope or failed (the message names no content). Rescans in one
         detector call (:meth:`anonymise_envelopes`). Never raises."""
         from pipeline.codec import decode_object, encode
-        from pipeline.errors import DecodeError
 
         out: list[tuple | None] = [None] * len(values)
         envs, where = [], []
@@ -631,6 +635,9 @@ class Anonymiser:
             where.append(i)
         for i, anon in zip(where, self.anonymise_envelopes(envs)):
             try:
+                if isinstance(anon, DecodeError):
+                    out[i] = ("dead", anon.kind, anon.message)
+                    continue
                 if isinstance(anon, Exception):
                     raise anon
                 entities = ",".join(sorted({t for f in anon["fields"].values() for t in f["entities"]}))
@@ -650,22 +657,39 @@ class Anonymiser:
         return self._anonymise_scanned(self.rescan(self.with_unlisted(env)))
 
     def with_unlisted(self, env: dict) -> dict:
-        """``env``, or a copy whose ``fields`` also tag each string or number leaf of its
-        ``record`` that they do not list: as the policy's default category, decided by
+        """``env``, checked, or a copy whose ``fields`` also tag each string or number leaf of
+        its ``record`` that they do not list: as the policy's default category, decided by
         ``default`` (DESIGN.md: every field is tagged; what no rule decides is the default),
         so it is rescanned and anonymised like any unknown field instead of passing through
         untouched. Envelopes made by the classifier list every leaf; this guards the
-        anonymised feed against a malformed or hand-made envelope. Raises ``KeyError`` or
+        anonymised feed against a malformed or hand-made envelope.
+
+        Raises :class:`~pipeline.errors.DecodeError` (kind ``invalid_envelope``, the message
+        names a masked pointer, never content) for a ``fields`` entry of a leaf that is not
+        one the classifier makes (:func:`_entry_problem`): a malformed entry would otherwise
+        decide how its leaf, or the rescan of the others, is treated. ``KeyError`` or
         ``TypeError`` for a value that is not an envelope."""
         fields = env["fields"]
         unlisted = None
         for ptr, _norm, value in pointers.walk_leaves(env["record"]):
-            if ptr in fields or value.__class__ not in _TAGGED_LEAVES:
+            entry = fields.get(ptr)
+            if entry is not None:
+                problem = _entry_problem(entry, value)
+                if problem is not None:
+                    raise DecodeError("invalid_envelope", f"the fields entry of {pointers.mask_pointer(ptr)} "
+                                      f"{problem}")
+                continue
+            if value.__class__ not in _TAGGED_LEAVES:
                 continue
             if unlisted is None:
                 unlisted = dict(fields)
             unlisted[ptr] = {"category": self.policy.default.category, "source": "default",
                              "rule": "default", "entities": []}
+        for ptr, entry in fields.items():  # entries of pointers the record lacks (restricted
+            problem = _entry_problem(entry, _ABSENT)  # envelopes list some): skipped, but entries
+            if problem is not None:
+                raise DecodeError("invalid_envelope", f"the fields entry of {pointers.mask_pointer(str(ptr))} "
+                                  f"{problem}")
         return env if unlisted is None else dict(env, fields=unlisted)
 
     def _anonymise_scanned(self, env: dict) -> dict:
@@ -877,6 +901,38 @@ class _Lookup:
 
 
 _SAFE_SHAPES = frozenset({"timestamp", "number", "sid", "boolean", "media_url"})
+_CATEGORIES = frozenset({"content", "usage", "account"})
+_SOURCES = frozenset({"rule", "name", "detector", "default"})
+
+
+#: :func:`_entry_problem`'s ``value`` for an entry whose pointer the record lacks.
+_ABSENT = object()
+
+
+def _entry_problem(entry, value) -> str | None:
+    """What makes ``entry`` not a field entry the classifier makes for a leaf holding
+    ``value`` (``schemas/envelope.schema.json``): an object with a known ``category`` and
+    ``source``, a string ``rule`` and a list of ``entities``, each with a string ``type`` and
+    integer offsets ``0 <= start < end <= len(value)`` into a string value (any ``end`` for
+    :data:`_ABSENT`, a pointer the record lacks); ``None`` when it is one. Names what is
+    wrong, never a value."""
+    if entry.__class__ is not dict:
+        return "is not an object"
+    if entry.get("category") not in _CATEGORIES:
+        return "has no known category"
+    if entry.get("source") not in _SOURCES or not isinstance(entry.get("rule"), str):
+        return "has no known source or no rule"
+    ents = entry.get("entities")
+    if ents.__class__ is not list:
+        return "has no entities list"
+    for e in ents:
+        if e.__class__ is not dict or not isinstance(e.get("type"), str):
+            return "has an entity without a type"
+        start, end = e.get("start"), e.get("end")
+        if not (start.__class__ is int and end.__class__ is int and 0 <= start < end
+                and (value is _ABSENT or (isinstance(value, str) and end <= len(value)))):
+            return "has an entity span outside its value"
+    return None
 
 #: Leaf types :meth:`Anonymiser.with_unlisted` tags when an envelope does not (booleans,
 #: nulls and empty containers hold no identifier).

@@ -42,7 +42,8 @@ ROUTE_NONE = "none"
 #: Every dead-letter kind the code writes (``pipeline.codec`` decode errors, ``pipeline.processing``,
 #: ``agents.app``). tests/pipeline/test_metrics.py checks the sources name no other kind.
 DEADLETTER_REASONS: frozenset[str] = frozenset({
-    "empty", "invalid_utf8", "invalid_json", "too_deep", "not_object", "not_envelope", "number_out_of_range",
+    "empty", "invalid_utf8", "invalid_json", "too_deep", "not_object", "not_envelope", "invalid_envelope",
+    "number_out_of_range",
     "output_too_large", "classify_error", "route_error", "anonymise_error", "processing_error",
     "produce_failed", "unreadable_message",
 })

@@ -82,10 +82,12 @@ def anonymise_stream(infile: BinaryIO, outfile: BinaryIO, *, processor, event_ty
                 continue
             anon = next(anonymised)
             if isinstance(anon, Exception):  # one bad envelope must not stop the file
-                exc = anon
                 counts["errors"] += 1
-                outfile.write(error_line(n, "anonymise_error",
-                                         f"anonymisation failed with {type(exc).__name__}") + b"\n")
+                if isinstance(anon, DecodeError):  # a malformed envelope: its reason (no content)
+                    line = error_line(n, anon.kind, f"line {n + 1}: {anon.message}")
+                else:
+                    line = error_line(n, "anonymise_error", f"anonymisation failed with {type(anon).__name__}")
+                outfile.write(line + b"\n")
                 continue
             counts["anonymised"] += 1
             for f in anon["fields"].values():

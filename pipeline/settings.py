@@ -183,9 +183,11 @@ class Settings(BaseSettings):
     def dev_keys(self) -> list[str]:
         """The environment variables (``PRIVACY_PIPELINE_SECRET_HASH_KEY``,
         ``PRIVACY_PIPELINE_PSEUDONYM_KEY``) whose key is still the built-in development
-        default; ``[]`` when both are set."""
+        default, or empty or whitespace only (as public as the default); ``[]`` when both
+        are set."""
+        keys = {name: getattr(self, name).get_secret_value() for name in _DEV_KEYS}
         return [f"{ENV_PREFIX}{name.upper()}" for name, default in _DEV_KEYS.items()
-                if getattr(self, name).get_secret_value() == default]
+                if keys[name] == default or not keys[name].strip()]
 
     def check_keys(self, log: logging.Logger) -> None:
         """Warn on ``log`` about each key still at its development default (names only,
@@ -193,7 +195,8 @@ class Settings(BaseSettings):
         names = self.dev_keys()
         if not names:
             return
-        what = (f"{', '.join(names)} not set: using the built-in development key, which is public; "
+        what = (f"{', '.join(names)} not set (or empty): using a public key (the built-in development "
+                f"default or an empty one); "
                 f"pseudonyms and secret hashes can be recomputed by anyone (set the variable or its _FILE)")
         if self.require_keys:
             raise ConfigError(f"{what}; {ENV_PREFIX}REQUIRE_KEYS is set, refusing to start")

@@ -65,6 +65,32 @@ def test_input_paths_that_are_not_files_are_usage_errors(command, kind, expected
     assert f"privacy-pipeline {command}: " in err and expected in err and "Traceback" not in err
 
 
+def test_classify_reads_a_fifo_and_policy_diff_checks_its_sample(tmp_path, capsysbinary):
+    import os
+    import threading
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as fh:
+            fh.write(b'{"sid": "SMa"}\nnot json\n')
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    assert main(["classify", str(fifo)]) == 0
+    writer.join()
+    lines = capsysbinary.readouterr().out.splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["error"]["kind"] == "invalid_json"
+    from pipeline.policy import default_policy_path
+
+    default = str(default_policy_path())
+    assert main(["policy", "diff", default, default, "--sample", str(tmp_path)]) == 2
+    assert b"--sample: " in capsysbinary.readouterr().err
+    assert main(["produce", "--topic", "t", str(fifo)]) == 2  # read twice: a regular file only
+    assert b"not a regular file" in capsysbinary.readouterr().err
+
+
 def test_worker_starts_in_a_fresh_directory_with_the_default_data_dir(tmp_path):
     """The default data directory is relative (``var/privacy-pipeline``) and Faust makes it
     without its parents: the worker command makes it, so a fresh checkout starts."""

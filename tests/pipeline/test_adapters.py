@@ -91,6 +91,9 @@ def test_classify_stream_over_master_csv():
 
 
 BOM = b"\xef\xbb\xbf"
+#: a JSON object with 16 top-level members: 17 commas-separated pieces, a CDR's column count
+_WIDE_JSON = json.dumps({"MessageSid": "SM1", "From": "+14155550100", "Body": "Ada ada@example.com",
+                         **{f"k{i}": i for i in range(13)}}).encode()
 
 
 @pytest.mark.parametrize(
@@ -113,6 +116,13 @@ BOM = b"\xef\xbb\xbf"
         (b",".join([b"x"] * 15), "asterisk-csv", b",".join([b"x"] * 15), NOT_A_CDR),
         (b",".join([b"x"] * 22), "asterisk-csv", b",".join([b"x"] * 22), NOT_A_CDR),
         (b"\xff\xfe,a", "asterisk-csv", b"\xff\xfe,a", NOT_A_CDR),
+        # JSON whose commas give a CDR's column count is still JSON, never a call event
+        (_WIDE_JSON, "asterisk-csv", _WIDE_JSON, NOT_A_CDR),
+        (b'  {"Body": "' + b"a," * 17 + b'"}', "asterisk-csv", b'  {"Body": "' + b"a," * 17 + b'"}', NOT_A_CDR),
+        (b"[" + b"1," * 17 + b"1]", "asterisk-csv", b"[" + b"1," * 17 + b"1]", NOT_A_CDR),
+        (BOM + _WIDE_JSON, "asterisk-csv", BOM + _WIDE_JSON, NOT_A_CDR),
+        # 18 columns without integer duration and billsec: not a CDR either
+        (b",".join([b"x"] * 18), "asterisk-csv", b",".join([b"x"] * 18), NOT_A_CDR),
     ],
 )
 def test_bom_and_rejected_lines(line, fmt, value, hint):

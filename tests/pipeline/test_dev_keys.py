@@ -21,6 +21,8 @@ HASH, PSEUDO = "PRIVACY_PIPELINE_SECRET_HASH_KEY", "PRIVACY_PIPELINE_PSEUDONYM_K
         ({PSEUDO: "p-key-123"}, [HASH]),
         ({HASH: "h-key-123", PSEUDO: "p-key-123"}, []),
         ({HASH: "dev-only-secret-hash-key-change-me", PSEUDO: "p-key-123"}, [HASH]),  # set to the default
+        ({HASH: "", PSEUDO: "p-key-123"}, [HASH]),                                    # empty: as public
+        ({HASH: "h-key-123", PSEUDO: "  \t"}, [PSEUDO]),                                # whitespace only
     ],
 )
 @pytest.mark.parametrize("require", [False, True])
