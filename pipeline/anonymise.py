@@ -671,13 +671,12 @@ class Anonymiser:
         ``TypeError`` for a value that is not an envelope."""
         fields = env["fields"]
         unlisted = None
+        listed = 0  # entries checked against their leaf
         for ptr, _norm, value in pointers.walk_leaves(env["record"]):
             entry = fields.get(ptr)
             if entry is not None:
-                problem = _entry_problem(entry, value)
-                if problem is not None:
-                    raise DecodeError("invalid_envelope", f"the fields entry of {pointers.mask_pointer(ptr)} "
-                                      f"{problem}")
+                _check_entry(ptr, entry, value)
+                listed += 1
                 continue
             if value.__class__ not in _TAGGED_LEAVES:
                 continue
@@ -685,11 +684,11 @@ class Anonymiser:
                 unlisted = dict(fields)
             unlisted[ptr] = {"category": self.policy.default.category, "source": "default",
                              "rule": "default", "entities": []}
-        for ptr, entry in fields.items():  # entries of pointers the record lacks (restricted
-            problem = _entry_problem(entry, _ABSENT)  # envelopes list some): skipped, but entries
-            if problem is not None:
-                raise DecodeError("invalid_envelope", f"the fields entry of {pointers.mask_pointer(str(ptr))} "
-                                  f"{problem}")
+        if listed != len(fields):  # entries of pointers the record lacks (restricted envelopes
+            leaves = {ptr for ptr, _norm, _value in pointers.walk_leaves(env["record"])}  # list some):
+            for ptr, entry in fields.items():  # skipped later, but they must be entries
+                if ptr not in leaves:
+                    _check_entry(str(ptr), entry, _ABSENT)
         return env if unlisted is None else dict(env, fields=unlisted)
 
     def _anonymise_scanned(self, env: dict) -> dict:
@@ -903,6 +902,14 @@ class _Lookup:
 _SAFE_SHAPES = frozenset({"timestamp", "number", "sid", "boolean", "media_url"})
 _CATEGORIES = frozenset({"content", "usage", "account"})
 _SOURCES = frozenset({"rule", "name", "detector", "default"})
+
+
+def _check_entry(ptr: str, entry, value) -> None:
+    """Raise :class:`~pipeline.errors.DecodeError` ``invalid_envelope`` naming the masked
+    ``ptr`` when :func:`_entry_problem` finds one."""
+    problem = _entry_problem(entry, value)
+    if problem is not None:
+        raise DecodeError("invalid_envelope", f"the fields entry of {pointers.mask_pointer(ptr)} {problem}")
 
 
 #: :func:`_entry_problem`'s ``value`` for an entry whose pointer the record lacks.
