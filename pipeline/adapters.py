@@ -42,9 +42,11 @@ class Rejection:
     message: str
 
 
-#: An ``asterisk-csv`` line that is not a CDR (a JSON line, too few or too many columns).
+#: An ``asterisk-csv`` line that is not a CDR (a JSON line, too few or too many columns,
+#: no integer durations).
 NOT_A_CDR = Rejection("not_asterisk_cdr", "the line is not an Asterisk CDR (a CSV line of 16 to "
-                      f"{len(ASTERISK_COLUMNS)} columns) although the format asterisk-csv was declared")
+                      f"{len(ASTERISK_COLUMNS)} columns with integer duration and billsec) although "
+                      "the format asterisk-csv was declared")
 
 _BOM = b"\xef\xbb\xbf"
 
